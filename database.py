@@ -1,0 +1,62 @@
+"""Engines for SQLite and PostgreSQL, configured for many concurrent requests.
+
+SQLite gets WAL (readers never block the writer), a busy timeout, foreign keys, and
+`BEGIN IMMEDIATE` for write transactions: taking the write lock up front means a
+transaction never fails half-way on a read-to-write lock upgrade.
+"""
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from db_models import Base
+
+# anyio's default thread pool runs 40 blocking calls at once: one connection each.
+POOL_SIZE = 40
+BEGIN_IMMEDIATE = "sqlite_begin_immediate"
+
+
+def create_db_engine(url: str, timeout_seconds: float) -> Engine:
+    """An engine whose waits (lock, pool, connect) all give up after `timeout_seconds`."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"timeout": timeout_seconds, "check_same_thread": False},
+            pool_size=POOL_SIZE,
+            pool_timeout=timeout_seconds,
+        )
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "begin", _begin_sqlite_transaction)
+        return engine
+    return create_engine(
+        url,
+        pool_size=POOL_SIZE,
+        pool_timeout=timeout_seconds,
+        pool_pre_ping=True,  # a restarted PostgreSQL costs one retry, not an error
+        connect_args={"connect_timeout": max(1, int(timeout_seconds))},
+    )
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, but its SQLite transactions start with the write lock held."""
+    return engine.execution_options(**{BEGIN_IMMEDIATE: True})
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.isolation_level = None  # the driver must not BEGIN by itself; see below
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(connection: Connection) -> None:
+    immediate = connection.get_execution_options().get(BEGIN_IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create any missing tables (idempotent)."""
+    Base.metadata.create_all(engine)

@@ -1,0 +1,154 @@
+"""RFC 9457 problem details: one builder, the exception handlers, and their OpenAPI entries.
+
+Every 4xx/5xx the API sends is built by `problem_response`, so clients parse one shape
+and a schema-driven tester finds every status code documented.
+"""
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+from models import Problem, ValidationIssue
+from pagination import InvalidCursor
+from storage import (
+    EmailTaken,
+    IdempotencyKeyReused,
+    PreconditionFailed,
+    StorageError,
+    StorageUnavailable,
+    TaskNotFound,
+)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    path: str
+
+
+# Set by the request middleware for each request, so any layer can build a problem body.
+current_request: ContextVar[RequestContext] = ContextVar("current_request")
+OUTSIDE_A_REQUEST = RequestContext(request_id="-", path="/")
+
+
+def problem_response(
+    status: int, detail: str, headers: dict[str, str] | None = None, errors: list[ValidationIssue] | None = None
+) -> JSONResponse:
+    context = current_request.get(OUTSIDE_A_REQUEST)
+    problem = Problem(
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=context.path,
+        request_id=context.request_id,
+        errors=errors,
+    )
+    return JSONResponse(
+        problem.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route accepts for this path (Starlette's own list names one route only)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in METHOD_ORDER
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    )
+
+
+async def _http_exception(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).description
+    return problem_response(error.status_code, detail, headers)
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    issues = [
+        ValidationIssue(
+            loc=[str(part) if not isinstance(part, int) else part for part in issue["loc"]],
+            msg=issue["msg"],
+            type=issue["type"],
+        )
+        for issue in error.errors()
+    ]
+    noun = "problem" if len(issues) == 1 else "problems"
+    return problem_response(422, f"The request has {len(issues)} validation {noun}; see errors", errors=issues)
+
+
+async def _invalid_cursor(_: Request, error: Exception) -> JSONResponse:
+    issue = ValidationIssue(loc=["query", "cursor"], msg=str(error), type="invalid_cursor")
+    return problem_response(422, str(error), errors=[issue])
+
+
+STORAGE_ERROR_STATUS: dict[type[StorageError], int] = {
+    TaskNotFound: 404,
+    EmailTaken: 409,
+    PreconditionFailed: 412,
+    IdempotencyKeyReused: 422,
+    StorageUnavailable: 503,
+}
+
+
+async def _storage_error(_: Request, error: Exception) -> JSONResponse:
+    status = STORAGE_ERROR_STATUS[type(error)]
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    return problem_response(status, str(error), headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every error through `problem_response` (500s are caught by the request middleware)."""
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InvalidCursor, _invalid_cursor)
+    for error_type in STORAGE_ERROR_STATUS:
+        app.add_exception_handler(error_type, _storage_error)
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for a route; `install_problem_openapi` fills in their content."""
+    return {status: {"description": HTTPStatus(status).phrase} for status in statuses}
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    """Document every error as `application/problem+json` with the `Problem` schema."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem_schema.pop("$defs", {}))
+        components["Problem"] = problem_schema
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path_item in schema["paths"].values():
+            for operation in path_item.values():
+                responses = operation["responses"]
+                responses.setdefault("500", {"description": "Internal Server Error"})
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        response["content"] = problem_content
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

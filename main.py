@@ -1,0 +1,298 @@
+"""The Tasks API: every route, and the wiring that picks a storage backend at startup.
+
+Run it with `uvicorn main:app --reload`. DATABASE_URL chooses the backend (the in-memory
+dict store by default); the routes only ever see the `Storage` interface.
+"""
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+)
+from fastapi.security import OAuth2PasswordRequestForm
+from starlette.concurrency import run_in_threadpool
+
+from auth import (
+    CurrentUser,
+    authenticate,
+    create_access_token,
+    hash_password,
+    owner_scope,
+    require_admin,
+    unauthorized,
+)
+from crud import SqlStore
+from database import create_db_engine, create_schema
+from demo_data import load_demo_data
+from docs import mount_docs
+from errors import install_problem_handlers, install_problem_openapi, problems
+from etags import etag, not_modified, precondition
+from memory_store import MemoryStore
+from middleware import (
+    BodySizeLimitMiddleware,
+    ProblemCORSMiddleware,
+    RequestContextMiddleware,
+)
+from models import (
+    Deleted,
+    Health,
+    Readiness,
+    ServiceInfo,
+    Task,
+    TaskCreate,
+    TaskPage,
+    TaskPatch,
+    TaskQuery,
+    Token,
+    User,
+    UserCreate,
+)
+from pagination import decode_cursor, encode_cursor, link_header
+from rate_limit import LoginThrottle
+from settings import AppSettings, Settings
+from storage import Db, IdempotencyRequest, Storage, TaskListing
+
+VERSION = "1.0.0"
+MAX_ID = 2**31 - 1  # the largest id every backend's integer column can hold
+
+TaskId = Annotated[int, Path(ge=1, le=MAX_ID, description="The task's id")]
+IfMatch = Annotated[str | None, Header(description="Apply only if the task still has this ETag")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(pattern=r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$", description="Replays a retried create"),
+]
+
+router = APIRouter()
+tasks = APIRouter(prefix="/tasks", tags=["tasks"], responses=problems(401, 422, 503))
+admin = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], responses=problems(401, 403, 503)
+)
+
+
+# --- service -----------------------------------------------------------------
+
+
+@router.get("/", tags=["service"])
+async def root() -> ServiceInfo:
+    return ServiceInfo(name="Tasks API", version=VERSION)
+
+
+@router.get("/health", tags=["service"])
+async def health() -> Health:
+    """Liveness: answers without touching storage, so a slow database never restarts the app."""
+    return Health()
+
+
+@router.get("/ready", tags=["service"], responses=problems(503))
+async def ready(db: Db) -> Readiness:
+    """Readiness: 200 only when storage answers."""
+    await db.ping()
+    return Readiness(storage=db.kind)
+
+
+# --- users and tokens --------------------------------------------------------
+
+
+@router.post("/auth/register", status_code=201, tags=["auth"], responses=problems(409, 413, 422))
+async def register(data: UserCreate, db: Db) -> User:
+    return await db.create_user(data.email, await hash_password(data.password))
+
+
+@router.post("/auth/token", tags=["auth"], responses=problems(401, 413, 422, 429))
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, db: Db, settings: AppSettings
+) -> Token:
+    """OAuth2 password flow (form fields `username` = email, `password`), as Swagger's Authorize sends it."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    client, email = (request.client.host if request.client else "unknown"), form.username.strip().lower()
+    wait = await run_in_threadpool(throttle.retry_after, client, email)  # Redis calls block
+    if wait is not None:
+        raise HTTPException(429, "Too many failed logins; wait before trying again", {"Retry-After": str(wait)})
+    user = await authenticate(db, email, form.password)
+    if user is None:
+        await run_in_threadpool(throttle.record_failure, client, email)
+        raise unauthorized("Incorrect email or password")
+    return create_access_token(user.id, settings)
+
+
+@router.get("/users/me", tags=["auth"], responses=problems(401))
+async def read_me(user: CurrentUser) -> User:
+    return user
+
+
+# --- tasks -------------------------------------------------------------------
+
+
+def _with_etag(response: Response, task: Task) -> Task:
+    response.headers["ETag"] = etag(task)
+    return task
+
+
+@tasks.post("", status_code=201, responses=problems(413))
+async def create_task(
+    data: TaskCreate,
+    user: CurrentUser,
+    db: Db,
+    response: Response,
+    settings: AppSettings,
+    idempotency_key: Annotated[str | None, IdempotencyKey] = None,
+) -> Task:
+    """Create a task. Send an `Idempotency-Key` to make retries safe: a replay returns the original."""
+    idempotency = None
+    if idempotency_key is not None:
+        idempotency = IdempotencyRequest.for_body(idempotency_key, data, settings.idempotency_ttl_hours)
+    task = await db.create_task(user.id, data, idempotency)
+    response.headers["Location"] = f"/tasks/{task.id}"
+    return _with_etag(response, task)
+
+
+@tasks.get("")
+async def list_tasks(
+    query: Annotated[TaskQuery, Query()], user: CurrentUser, db: Db, response: Response, settings: AppSettings
+) -> TaskPage:
+    """Filter, sort and page through your tasks (an admin sees everyone's)."""
+    after = decode_cursor(query.cursor, query, settings.secret_key) if query.cursor else None
+    found, total = await db.list_tasks(owner_scope(user), TaskListing(query, after))
+    items = found[: query.limit]
+    next_cursor = encode_cursor(items[-1], query, settings.secret_key) if len(found) > query.limit else None
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["Link"] = link_header("/tasks", query, next_cursor)
+    offset = 0 if query.cursor else query.offset or 0
+    return TaskPage(items=items, total=total, limit=query.limit, offset=offset, next_cursor=next_cursor)
+
+
+@tasks.get("/{task_id}", response_model=Task, responses={**problems(404), 304: {"description": "Not Modified"}})
+async def read_task(
+    task_id: TaskId,
+    user: CurrentUser,
+    db: Db,
+    response: Response,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Task | Response:
+    task = await db.get_task(task_id, owner_scope(user))
+    if not_modified(if_none_match, etag(task)):
+        return Response(status_code=304, headers={"ETag": etag(task)})
+    return _with_etag(response, task)
+
+
+@tasks.put("/{task_id}", responses=problems(404, 412, 413))
+async def replace_task(
+    task_id: TaskId, data: TaskCreate, user: CurrentUser, db: Db, response: Response, if_match: IfMatch = None
+) -> Task:
+    """Full replace: fields left out take their defaults."""
+    task = await db.update_task(task_id, owner_scope(user), data.model_dump(), precondition(if_match, task_id))
+    return _with_etag(response, task)
+
+
+@tasks.patch("/{task_id}", responses=problems(404, 412, 413))
+async def update_task(
+    task_id: TaskId, data: TaskPatch, user: CurrentUser, db: Db, response: Response, if_match: IfMatch = None
+) -> Task:
+    """Change only the fields sent; `null` clears `description` or `due_date`."""
+    task = await db.update_task(task_id, owner_scope(user), data.changes(), precondition(if_match, task_id))
+    return _with_etag(response, task)
+
+
+@tasks.delete("/{task_id}", status_code=204, response_class=Response, responses=problems(404, 412))
+async def delete_task(task_id: TaskId, user: CurrentUser, db: Db, if_match: IfMatch = None) -> None:
+    await db.delete_task(task_id, owner_scope(user), precondition(if_match, task_id))
+
+
+# --- admin -------------------------------------------------------------------
+
+
+@admin.get("/users")
+async def list_users(db: Db) -> list[User]:
+    return await db.list_users()
+
+
+@admin.delete("/tasks")
+async def delete_all_tasks(db: Db) -> Deleted:
+    return Deleted(deleted=await db.delete_all_tasks())
+
+
+# --- wiring ------------------------------------------------------------------
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The backend DATABASE_URL names: the dict store, or SQL through `crud.py`."""
+    if settings.storage_kind == "memory":
+        return MemoryStore()
+    engine = create_db_engine(settings.database_url, settings.storage_timeout_seconds)
+    create_schema(engine)
+    return SqlStore(engine)
+
+
+async def seed(db: Storage, settings: Settings) -> None:
+    """Demo data into an empty store (when enabled), then the configured admin account."""
+    if settings.load_demo_data and await db.count_users() == 0:
+        await load_demo_data(db)
+    if settings.admin_email and settings.admin_password:
+        await db.ensure_admin(settings.admin_email.strip().lower(), await hash_password(settings.admin_password))
+
+
+def configure_logging() -> None:
+    """One JSON line per request on stderr, beside uvicorn's own output."""
+    logger = logging.getLogger("tasks")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    configure_logging()
+    app.state.storage = db = open_storage(settings)
+    await seed(db, settings)
+    yield
+    await db.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Tasks API",
+        version=VERSION,
+        description="A small, complete REST API for personal tasks. Log in with **Authorize** to try it.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.login_throttle = LoginThrottle(settings.login_rate_limit, settings.rate_limit_storage)
+    for routes in (router, tasks, admin):
+        app.include_router(routes)
+    install_problem_handlers(app)
+    install_problem_openapi(app)
+    mount_docs(app)
+    # Added innermost first: a request meets RequestContext, then CORS, then the body limit.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ProblemCORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-ID"],
+        expose_headers=["ETag", "Location", "Link", "X-Total-Count", "X-Request-ID", "Retry-After"],
+    )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+app = create_app()

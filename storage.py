@@ -1,0 +1,147 @@
+"""The storage interface every backend implements, and the errors it raises.
+
+Routes talk only to `Storage`; `memory_store.MemoryStore` and `crud.SqlStore` implement
+it, so switching backends is one setting and the tests run the same suite on each.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import Depends, Request
+from pydantic import BaseModel
+
+from models import SortField, Task, TaskCreate, TaskQuery, User
+
+
+class StorageError(Exception):
+    """Base class: each subclass maps to one HTTP problem in `errors.py`."""
+
+
+class TaskNotFound(StorageError):
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"Task {task_id} not found")
+
+
+class PreconditionFailed(StorageError):
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"Task {task_id} has changed since the ETag you sent (If-Match)")
+
+
+class EmailTaken(StorageError):
+    def __init__(self) -> None:
+        super().__init__("A user with this email already exists")
+
+
+class IdempotencyKeyReused(StorageError):
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was already used with a different request body")
+
+
+class StorageUnavailable(StorageError):
+    def __init__(self) -> None:
+        super().__init__("The storage is temporarily unavailable; retry shortly")
+
+
+@dataclass(frozen=True)
+class UserCredentials:
+    """A user together with the password hash: only the login path ever sees the hash."""
+
+    user: User
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """The `If-Match` header, parsed: `*` matches any version, else one of `versions`."""
+
+    any_version: bool = False
+    versions: frozenset[int] = frozenset()
+
+    def allows(self, version: int) -> bool:
+        return self.any_version or version in self.versions
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    """An `Idempotency-Key` and the fingerprint of the validated body it came with."""
+
+    key: str
+    fingerprint: str
+    not_before: datetime  # keys older than this are expired and may be reused
+
+    @classmethod
+    def for_body(cls, key: str, body: BaseModel, ttl_hours: int) -> "IdempotencyRequest":
+        """Fingerprint the body after validation, so `" x "` and `"x"` count as the same request."""
+        fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        return cls(key, fingerprint, datetime.now(UTC) - timedelta(hours=ttl_hours))
+
+
+@dataclass(frozen=True)
+class TaskListing:
+    """A listing request as storage sees it: filters, sort, and where to start."""
+
+    query: TaskQuery
+    after: "SortPosition | None" = None  # from a cursor; None means use query.offset
+
+
+SortValue = int | str | date | datetime | None
+
+
+@dataclass(frozen=True)
+class SortPosition:
+    """The sort key of the last task on a page; the next page starts strictly after it."""
+
+    value: SortValue
+    task_id: int
+
+
+def sort_value(task: Task, sort_by: SortField) -> SortValue:
+    """The value a task is ordered by (titles case-insensitively), shared by every backend."""
+    if sort_by is SortField.title:
+        return task.title.lower()
+    value: SortValue = getattr(task, sort_by.value)
+    return value
+
+
+StorageKind = Literal["memory", "sqlite", "postgresql"]
+
+
+class Storage(Protocol):
+    """What the API needs from a backend. Ownership: `owner_id=None` means an admin (all tasks)."""
+
+    kind: StorageKind
+
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def create_user(self, email: str, password_hash: str, is_admin: bool = False) -> User: ...
+    async def get_user(self, user_id: int) -> User | None: ...
+    async def get_credentials(self, email: str) -> UserCredentials | None: ...
+    async def ensure_admin(self, email: str, password_hash: str) -> User: ...
+    async def list_users(self) -> list[User]: ...
+    async def count_users(self) -> int: ...
+
+    async def create_task(
+        self, owner_id: int, data: TaskCreate, idempotency: IdempotencyRequest | None = None
+    ) -> Task: ...
+    async def get_task(self, task_id: int, owner_id: int | None) -> Task: ...
+    async def update_task(
+        self, task_id: int, owner_id: int | None, changes: dict[str, Any], precondition: Precondition | None
+    ) -> Task: ...
+    async def delete_task(self, task_id: int, owner_id: int | None, precondition: Precondition | None) -> None: ...
+    async def list_tasks(self, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
+        """One page plus the match count; up to `limit + 1` tasks, the extra one only signals a next page."""
+        ...
+
+    async def delete_all_tasks(self) -> int: ...
+
+
+async def get_db(request: Request) -> Storage:
+    """The storage the app opened at startup; tests override this with a throwaway one."""
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+Db = Annotated[Storage, Depends(get_db)]
