@@ -5,17 +5,21 @@ SQLite gets WAL (readers never block the writer), a busy timeout, foreign keys, 
 transaction never fails half-way on a read-to-write lock upgrade.
 """
 
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from db_models import Base
-
 # anyio's default thread pool runs 40 blocking calls at once: one connection each.
 POOL_SIZE = 40
 BEGIN_IMMEDIATE = "sqlite_begin_immediate"
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
 
 def create_db_engine(url: str, timeout_seconds: float) -> Engine:
@@ -57,6 +61,20 @@ def _begin_sqlite_transaction(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_schema(engine: Engine) -> None:
-    """Create any missing tables (idempotent)."""
-    Base.metadata.create_all(engine)
+def alembic_config() -> Config:
+    return Config(str(ALEMBIC_INI))
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Apply every pending migration. The write lock is taken first, so two workers starting
+    together on one SQLite file migrate it once instead of colliding."""
+    config = alembic_config()
+    with writer(engine).begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def schema_is_current(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current == ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -1,12 +1,19 @@
 """Demo users and tasks, so the first visit to /docs has something to show.
 
-Loaded at startup into an empty store when DEMO_DATA is on (the default in development).
-The logins are listed in the README.
+Loaded at startup into an empty store when DEMO_DATA is on (the default in development),
+and written to the committed `tasks.db.example` by `python demo_data.py tasks.db.example`
+(`make example-db`). The logins are listed in the README.
 """
 
+import sys
 from datetime import date, timedelta
+from pathlib import Path
+
+import anyio
 
 from auth import hash_password
+from crud import SqlStore
+from database import create_db_engine, upgrade_to_head
 from models import TaskCreate, TaskStatus
 from storage import Storage
 
@@ -58,3 +65,21 @@ async def load_demo_data(db: Storage) -> None:
             tags=tags,
         )
         await db.create_task(user_ids[owner], task)
+
+
+def write_example_database(path: Path) -> None:
+    """A fresh SQLite file at the newest migration holding the demo data, as one self-contained file."""
+    path.unlink(missing_ok=True)
+    engine = create_db_engine(f"sqlite:///{path}", timeout_seconds=5)
+    upgrade_to_head(engine)
+    anyio.run(load_demo_data, SqlStore(engine))
+    connection = engine.raw_connection()  # outside any transaction, as this PRAGMA requires
+    try:
+        connection.driver_connection.execute("PRAGMA journal_mode=DELETE")  # fold the WAL back in: one file
+    finally:
+        connection.close()
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    write_example_database(Path(sys.argv[1] if len(sys.argv) > 1 else "tasks.db.example"))

@@ -34,7 +34,7 @@ from auth import (
     unauthorized,
 )
 from crud import SqlStore
-from database import create_db_engine, create_schema
+from database import create_db_engine, schema_is_current, upgrade_to_head
 from demo_data import load_demo_data
 from docs import mount_docs
 from errors import install_problem_handlers, install_problem_openapi, problems
@@ -147,7 +147,7 @@ async def create_task(
     db: Db,
     response: Response,
     settings: AppSettings,
-    idempotency_key: Annotated[str | None, IdempotencyKey] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Task:
     """Create a task. Send an `Idempotency-Key` to make retries safe: a replay returns the original."""
     idempotency = None
@@ -231,7 +231,10 @@ def open_storage(settings: Settings) -> Storage:
     if settings.storage_kind == "memory":
         return MemoryStore()
     engine = create_db_engine(settings.database_url, settings.storage_timeout_seconds)
-    create_schema(engine)
+    if settings.storage_kind == "sqlite":
+        upgrade_to_head(engine)  # a fresh file is ready with no manual step
+    elif not schema_is_current(engine):
+        raise RuntimeError("The database schema is not at the latest migration: run `alembic upgrade head` first")
     return SqlStore(engine)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from auth import hash_password
 from crud import SqlStore
-from database import create_db_engine, create_schema
+from database import create_db_engine, upgrade_to_head
 from main import create_app
 from memory_store import MemoryStore
 from settings import Settings
@@ -43,7 +43,7 @@ def postgres_engine() -> Iterator[Engine]:
     with admin_engine.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     engine = create_db_engine(make_url(base_url).set(database=name).render_as_string(hide_password=False), 5)
-    create_schema(engine)
+    upgrade_to_head(engine)
     yield engine
     engine.dispose()
     with admin_engine.connect() as connection:
@@ -58,7 +58,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
         yield MemoryStore()
     elif request.param == "sqlite":
         engine = create_db_engine(f"sqlite:///{tmp_path / 'tasks.db'}", 5)
-        create_schema(engine)
+        upgrade_to_head(engine)
         yield SqlStore(engine)
         engine.dispose()
     else:

@@ -1,0 +1,94 @@
+"""Alembic owns the SQL schema: models and migrations agree, and every step can be undone.
+
+Runs on SQLite always and on PostgreSQL when TEST_POSTGRES_URL is set.
+"""
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, inspect
+
+from database import alembic_config, create_db_engine, schema_is_current, upgrade_to_head, writer
+from db_models import Base
+from main import create_app
+from settings import Settings
+from tests.conftest import TEST_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = {"alembic_version", "users", "tasks", "task_tags", "idempotency_keys"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an empty database, with nothing migrated yet."""
+    if request.param == "sqlite":
+        engine = create_db_engine(f"sqlite:///{tmp_path / 'migrate.db'}", 5)
+        yield engine
+        engine.dispose()
+    else:
+        engine = request.getfixturevalue("postgres_engine")
+        downgrade_to_base(engine)
+        yield engine
+        upgrade_to_head(engine)  # leave the session's database as the other tests expect it
+
+
+def downgrade_to_base(engine: Engine) -> None:
+    config = alembic_config()
+    with writer(engine).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+
+
+def test_models_and_migrations_agree(empty_engine: Engine) -> None:
+    upgrade_to_head(empty_engine)
+    with empty_engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+
+
+def test_upgrade_downgrade_upgrade(empty_engine: Engine) -> None:
+    upgrade_to_head(empty_engine)
+    assert schema_is_current(empty_engine)
+    downgrade_to_base(empty_engine)
+    assert set(inspect(empty_engine).get_table_names()) == {"alembic_version"}
+    assert not schema_is_current(empty_engine)
+    upgrade_to_head(empty_engine)
+    assert set(inspect(empty_engine).get_table_names()) == TABLES
+    assert schema_is_current(empty_engine)
+
+
+def test_a_stale_postgresql_schema_stops_startup(postgres_engine: Engine) -> None:
+    """PostgreSQL is migrated by `alembic upgrade head`, so the app refuses an unmigrated one."""
+    url = postgres_engine.url.render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=url, secret_key=TEST_SECRET, demo_data=False))
+    downgrade_to_base(postgres_engine)
+    try:
+        with pytest.raises(RuntimeError, match="alembic upgrade head"), TestClient(app):
+            pass
+    finally:
+        upgrade_to_head(postgres_engine)
+
+
+def test_example_database_is_at_head_with_demo_data(tmp_path: Path) -> None:
+    """`tasks.db.example`, copied as the README says, serves the demo logins and tasks."""
+    database = tmp_path / "tasks.db"
+    shutil.copy(ROOT / "tasks.db.example", database)
+    engine = create_db_engine(f"sqlite:///{database}", 5)
+    assert schema_is_current(engine)
+    engine.dispose()
+    app = create_app(Settings(database_url=f"sqlite:///{database}", secret_key=TEST_SECRET, demo_data=False))
+    with TestClient(app) as client:
+        token = client.post("/auth/token", data={"username": "alice@example.com", "password": "alice-password"})
+        assert token.status_code == 200
+        alice = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        page = client.get("/tasks", headers=alice, params={"limit": 100}).json()
+        assert page["total"] == 7
+        admin_token = client.post("/auth/token", data={"username": "admin@example.com", "password": "admin-password"})
+        admin = {"Authorization": f"Bearer {admin_token.json()['access_token']}"}
+        assert client.get("/tasks", headers=admin).json()["total"] == 12
