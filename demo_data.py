@@ -75,7 +75,7 @@ def write_example_database(path: Path) -> None:
     anyio.run(load_demo_data, SqlStore(engine))
     connection = engine.raw_connection()  # outside any transaction, as this PRAGMA requires
     try:
-        connection.driver_connection.execute("PRAGMA journal_mode=DELETE")  # fold the WAL back in: one file
+        connection.cursor().execute("PRAGMA journal_mode=DELETE")  # fold the WAL back in: one file
     finally:
         connection.close()
     engine.dispose()

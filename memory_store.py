@@ -19,6 +19,7 @@ from storage import (
     Precondition,
     PreconditionFailed,
     SortPosition,
+    StorageKind,
     TaskListing,
     TaskNotFound,
     UserCredentials,
@@ -49,7 +50,8 @@ def matches(task: Task, query: TaskQuery) -> bool:
 
 def in_listing_order(tasks: Iterable[Task], query: TaskQuery) -> list[Task]:
     """Sort by the requested field with `id` breaking ties; tasks lacking the value go last."""
-    dated, undated = [], []
+    dated: list[Task] = []
+    undated: list[Task] = []
     for task in tasks:
         (undated if sort_value(task, query.sort_by) is None else dated).append(task)
     descending = query.order is SortOrder.desc
@@ -67,11 +69,11 @@ def comes_after(task: Task, position: SortPosition, query: TaskQuery) -> bool:
     if value is None:
         return True
     key, cursor_key = (value, task.id), (position.value, position.task_id)
-    return key < cursor_key if descending else key > cursor_key  # type: ignore[operator]
+    return key < cursor_key if descending else key > cursor_key
 
 
 class MemoryStore:
-    kind = "memory"
+    kind: StorageKind = "memory"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

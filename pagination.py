@@ -49,10 +49,16 @@ def decode_cursor(cursor: str, query: TaskQuery, secret: str) -> SortPosition:
         raise InvalidCursor("The cursor is malformed") from error
     if not signature_ok:
         raise InvalidCursor("The cursor has been tampered with")
-    sort_by, order, value, task_id = json.loads(payload)
+    try:
+        sort_by, order, value, task_id = json.loads(payload)
+    except (ValueError, TypeError) as error:  # signed, but not a shape this version writes
+        raise InvalidCursor("The cursor is malformed") from error
     if (sort_by, order) != (query.sort_by.value, query.order.value):
         raise InvalidCursor("The cursor belongs to another sort_by/order; start again without it")
-    return SortPosition(value=_parse_sort_value(SortField(sort_by), value), task_id=task_id)
+    try:
+        return SortPosition(value=_parse_sort_value(query.sort_by, value), task_id=int(task_id))
+    except (ValueError, TypeError) as error:
+        raise InvalidCursor("The cursor is malformed") from error
 
 
 def _parse_sort_value(sort_by: SortField, value: SortValue) -> SortValue:

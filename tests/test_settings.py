@@ -1,0 +1,263 @@
+"""Configuration (issue 2, point 6) and demo data (point 8), through Settings and the app's startup.
+
+Also home to the small helpers other test modules use to build an app with non-default
+settings: `make_settings` and `running`.
+"""
+
+import secrets
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from sqlalchemy import Engine, text
+
+from main import create_app
+from settings import Settings
+from storage import Storage, get_db
+from tests.conftest import TEST_SECRET, Headers, login
+
+DEMO_ADMIN = ("admin@example.com", "admin-password")
+DEMO_ALICE = ("alice@example.com", "alice-password")
+DEMO_BOB = ("bob@example.com", "bob-password")
+DEMO_TASK_COUNT = 12
+SETTINGS_VARIABLES = (
+    "DATABASE_URL",
+    "APP_ENV",
+    "SECRET_KEY",
+    "ACCESS_TOKEN_EXPIRE_MINUTES",
+    "ADMIN_EMAIL",
+    "ADMIN_PASSWORD",
+    "ADMIN_API_KEY",
+    "DEMO_DATA",
+    "CORS_ORIGINS",
+)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Test settings (memory, test secret, no demo data) with some values changed; `.env` is never read."""
+    values: dict[str, Any] = {"database_url": "memory", "secret_key": TEST_SECRET, "demo_data": False, **overrides}
+    return Settings(_env_file=None, **values)
+
+
+@contextmanager
+def running(settings: Settings, storage: Storage | None = None, **client_options: Any) -> Iterator[TestClient]:
+    """A client for an app built with `settings`, its lifespan run; `storage` replaces get_db when given."""
+    app = create_app(settings)
+    if storage is not None:
+        app.dependency_overrides[get_db] = lambda: storage
+    with TestClient(app, **client_options) as client:
+        yield client
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No configuration from the developer's shell or a `.env` file leaks into a test."""
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+def _empty_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "memory":
+        return "memory"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'tasks.db'}"
+    engine: Engine = request.getfixturevalue("postgres_engine")
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE users, tasks, task_tags, idempotency_keys RESTART IDENTITY CASCADE"))
+    return engine.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A DATABASE_URL for an empty store the app opens itself (seeding uses the app's own store)."""
+    return _empty_database(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database that outlives the app: restarts only mean something there."""
+    return _empty_database(request.param, request, tmp_path)
+
+
+# --- SECRET_KEY and other values ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"app_env": "production"}, "SECRET_KEY"),
+        ({"app_env": "production", "secret_key": "x" * 31}, "SECRET_KEY"),
+        ({"app_env": "production", "secret_key": "é" * 15}, "SECRET_KEY"),  # 15 characters, 30 bytes
+        ({"database_url": "mysql://localhost/tasks"}, "DATABASE_URL"),
+        ({"access_token_expire_minutes": 0}, "access_token_expire_minutes"),
+        ({"app_env": "staging"}, "app_env"),
+    ],
+    ids=["prod-default-key", "prod-31-byte-key", "prod-30-byte-unicode-key", "unknown-db", "zero-lifetime", "bad-env"],
+)
+def test_unsafe_or_invalid_settings_are_refused(
+    clean_env: pytest.MonkeyPatch, values: dict[str, Any], message: str
+) -> None:
+    """A misconfigured service must fail at startup with a message naming the setting, not run unsafely."""
+    with pytest.raises(ValidationError, match=message), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Settings(_env_file=None, **values)
+
+
+@pytest.mark.parametrize("secret_key", [None, "too-short"], ids=["default-key", "short-key"])
+def test_production_app_refuses_to_start_from_the_environment(
+    clean_env: pytest.MonkeyPatch, secret_key: str | None
+) -> None:
+    """The real entry point (`create_app()` reading the environment) refuses, not just the class."""
+    clean_env.setenv("APP_ENV", "production")
+    if secret_key is not None:
+        clean_env.setenv("SECRET_KEY", secret_key)
+    with pytest.raises(ValidationError, match="SECRET_KEY must be set to a random value of at least 32 bytes"):
+        create_app()
+
+
+def test_production_accepts_a_long_random_key_without_warning(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("APP_ENV", "production")
+    clean_env.setenv("SECRET_KEY", secrets.token_urlsafe(48))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        settings = Settings(_env_file=None)
+    assert settings.app_env == "production"
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").status_code == 200
+
+
+def test_development_default_key_warns(clean_env: pytest.MonkeyPatch) -> None:
+    """Development may run on the built-in key, but says so."""
+    with pytest.warns(UserWarning, match="SECRET_KEY is the development default"):
+        settings = Settings(_env_file=None)
+    assert settings.app_env == "development"
+
+
+def test_settings_are_read_from_a_dotenv_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`.env` in the working directory configures the app like the environment does."""
+    (tmp_path / ".env").write_text(f"SECRET_KEY={TEST_SECRET}\nACCESS_TOKEN_EXPIRE_MINUTES=7\nDEMO_DATA=false\n")
+    settings = Settings()
+    assert (settings.secret_key, settings.access_token_expire_minutes, settings.demo_data) == (TEST_SECRET, 7, False)
+
+
+# --- DEMO_DATA ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app_env", "demo_data", "loaded"),
+    [
+        ("development", None, True),
+        ("production", None, False),
+        ("development", "false", False),
+        ("production", "true", True),
+    ],
+)
+def test_demo_data_default_follows_app_env(
+    clean_env: pytest.MonkeyPatch, app_env: str, demo_data: str | None, loaded: bool
+) -> None:
+    """DEMO_DATA defaults to on in development and off in production; an explicit value wins."""
+    clean_env.setenv("APP_ENV", app_env)
+    clean_env.setenv("SECRET_KEY", TEST_SECRET)
+    if demo_data is not None:
+        clean_env.setenv("DEMO_DATA", demo_data)
+    with TestClient(create_app()) as client:
+        response = client.post("/auth/token", data={"username": DEMO_ALICE[0], "password": DEMO_ALICE[1]})
+    assert response.status_code == (200 if loaded else 401)
+
+
+def test_demo_data_has_users_and_tasks(database_url: str) -> None:
+    """The first visit to /docs has something to show: three logins, a dozen tasks, per-user ownership."""
+    with running(make_settings(database_url=database_url, demo_data=True)) as client:
+        admin = login(client, *DEMO_ADMIN)
+        users = client.get("/admin/users", headers=admin).json()
+        assert sorted(user["email"] for user in users) == sorted(e for e, _ in (DEMO_ADMIN, DEMO_ALICE, DEMO_BOB))
+        assert [user["email"] for user in users if user["is_admin"]] == [DEMO_ADMIN[0]]
+        everything = client.get("/tasks", params={"limit": 100}, headers=admin).json()
+        assert everything["total"] >= DEMO_TASK_COUNT
+        assert len({task["status"] for task in everything["items"]}) == 4  # varied enough to filter on
+        owners = {task["owner_id"] for task in everything["items"]}
+        for email, password in (DEMO_ALICE, DEMO_BOB):
+            headers = login(client, email, password)
+            me = client.get("/users/me", headers=headers).json()
+            own = client.get("/tasks", params={"limit": 100}, headers=headers).json()
+            assert 0 < own["total"] < everything["total"]
+            assert {task["owner_id"] for task in own["items"]} == {me["id"]}
+            owners.discard(me["id"])
+        assert owners == set()  # every demo task belongs to alice or bob
+
+
+def test_without_demo_data_the_store_starts_empty(database_url: str) -> None:
+    """DEMO_DATA=false: the only account is the configured admin, and there are no tasks."""
+    settings = make_settings(
+        database_url=database_url, demo_data=False, admin_email="ops@example.com", admin_password="ops-password"
+    )
+    with running(settings) as client:
+        assert client.post("/auth/token", data={"username": DEMO_ALICE[0], "password": DEMO_ALICE[1]}).status_code == 401
+        admin = login(client, "ops@example.com", "ops-password")
+        assert [user["email"] for user in client.get("/admin/users", headers=admin).json()] == ["ops@example.com"]
+        assert client.get("/tasks", headers=admin).json()["total"] == 0
+
+
+def _restart(url: str, action: Callable[[TestClient], None], **overrides: Any) -> None:
+    with running(make_settings(database_url=url, **overrides)) as client:
+        action(client)
+
+
+def test_demo_data_is_not_loaded_into_a_store_with_users(durable_url: str) -> None:
+    """A database that already has users is somebody's data: demo rows are never mixed into it."""
+
+    def register(client: TestClient) -> None:
+        body = {"email": "carol@example.com", "password": "carol-password"}
+        assert client.post("/auth/register", json=body).status_code == 201
+
+    def check(client: TestClient) -> None:
+        assert client.post("/auth/token", data={"username": DEMO_ALICE[0], "password": DEMO_ALICE[1]}).status_code == 401
+        admin = login(client, "ops@example.com", "ops-password")
+        emails = {user["email"] for user in client.get("/admin/users", headers=admin).json()}
+        assert emails == {"carol@example.com", "ops@example.com"}
+        assert client.get("/tasks", headers=admin).json()["total"] == 0
+
+    _restart(durable_url, register, demo_data=False)
+    _restart(durable_url, check, demo_data=True, admin_email="ops@example.com", admin_password="ops-password")
+
+
+def test_restart_does_not_load_demo_data_twice(durable_url: str) -> None:
+    counts: list[tuple[int, int]] = []
+
+    def count(client: TestClient) -> None:
+        admin: Headers = login(client, *DEMO_ADMIN)
+        users = client.get("/admin/users", headers=admin).json()
+        counts.append((len(users), client.get("/tasks", headers=admin).json()["total"]))
+
+    _restart(durable_url, count, demo_data=True)
+    _restart(durable_url, count, demo_data=True)
+    assert counts[0] == counts[1]
+    assert counts[0][0] == 3
+
+
+# --- CORS_ORIGINS ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [("https://app.example.com", True), ("http://localhost:8080", True), ("https://evil.example.com", False)],
+)
+def test_cors_origins_is_a_comma_separated_list(origin: str, allowed: bool) -> None:
+    """Spaces and empty items in CORS_ORIGINS are ignored; only the listed origins are allowed."""
+    settings = make_settings(cors_origins=" https://app.example.com , ,http://localhost:8080,")
+    assert settings.cors_origin_list == ["https://app.example.com", "http://localhost:8080"]
+    with running(settings) as client:
+        response = client.get("/health", headers={"Origin": origin})
+    assert response.headers.get("access-control-allow-origin") == (origin if allowed else None)
+
+
+def test_cors_origins_default(clean_env: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET)
+    assert settings.cors_origin_list == ["http://localhost:3000", "http://localhost:5173"]
