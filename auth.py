@@ -3,6 +3,7 @@
 Hashing is slow on purpose, so it always runs in a worker thread, never on the event loop.
 """
 
+import re
 from datetime import UTC, datetime, timedelta
 from secrets import compare_digest
 from typing import Annotated
@@ -19,6 +20,8 @@ from settings import AppSettings, Settings
 from storage import Db, Storage
 
 ALGORITHM = "HS256"  # pinned: the token's own header never chooses the algorithm
+USER_ID = re.compile(r"[1-9][0-9]{0,9}")
+MAX_USER_ID = 2**31 - 1
 password_hasher = PasswordHash((Argon2Hasher(),))
 # Verified against when the email is unknown, so both failures cost one Argon2 check.
 UNKNOWN_USER_HASH = password_hasher.hash("no-such-user-timing-equaliser")
@@ -57,9 +60,12 @@ def user_id_from_token(token: str, settings: Settings) -> int:
         claims = jwt.decode(
             token, settings.secret_key, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "iat"]}
         )
-        return int(claims["sub"])
-    except (jwt.InvalidTokenError, ValueError) as error:
+    except jwt.InvalidTokenError as error:
         raise unauthorized("The access token is invalid or has expired") from error
+    # Only a canonical id that fits every backend's id column: SQLite and PostgreSQL fail on larger ones.
+    if not USER_ID.fullmatch(claims["sub"]) or int(claims["sub"]) > MAX_USER_ID:
+        raise unauthorized("The access token is invalid or has expired")
+    return int(claims["sub"])
 
 
 async def get_current_user(

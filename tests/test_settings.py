@@ -1,4 +1,4 @@
-"""Configuration (issue 2, point 6) and demo data (point 8), through Settings and the app's startup.
+"""Configuration (issue 2, point 6) and what it seeds at startup: demo data (point 8) and the configured admin.
 
 Also home to the small helpers other test modules use to build an app with non-default
 settings: `make_settings` and `running`.
@@ -199,7 +199,9 @@ def test_without_demo_data_the_store_starts_empty(database_url: str) -> None:
         database_url=database_url, demo_data=False, admin_email="ops@example.com", admin_password="ops-password"
     )
     with running(settings) as client:
-        assert client.post("/auth/token", data={"username": DEMO_ALICE[0], "password": DEMO_ALICE[1]}).status_code == 401
+        assert (
+            client.post("/auth/token", data={"username": DEMO_ALICE[0], "password": DEMO_ALICE[1]}).status_code == 401
+        )
         admin = login(client, "ops@example.com", "ops-password")
         assert [user["email"] for user in client.get("/admin/users", headers=admin).json()] == ["ops@example.com"]
         assert client.get("/tasks", headers=admin).json()["total"] == 0
@@ -218,7 +220,9 @@ def test_demo_data_is_not_loaded_into_a_store_with_users(durable_url: str) -> No
         assert client.post("/auth/register", json=body).status_code == 201
 
     def check(client: TestClient) -> None:
-        assert client.post("/auth/token", data={"username": DEMO_ALICE[0], "password": DEMO_ALICE[1]}).status_code == 401
+        assert (
+            client.post("/auth/token", data={"username": DEMO_ALICE[0], "password": DEMO_ALICE[1]}).status_code == 401
+        )
         admin = login(client, "ops@example.com", "ops-password")
         emails = {user["email"] for user in client.get("/admin/users", headers=admin).json()}
         assert emails == {"carol@example.com", "ops@example.com"}
@@ -229,6 +233,7 @@ def test_demo_data_is_not_loaded_into_a_store_with_users(durable_url: str) -> No
 
 
 def test_restart_does_not_load_demo_data_twice(durable_url: str) -> None:
+    """Seeding is once per database, not once per start."""
     counts: list[tuple[int, int]] = []
 
     def count(client: TestClient) -> None:
@@ -240,6 +245,47 @@ def test_restart_does_not_load_demo_data_twice(durable_url: str) -> None:
     _restart(durable_url, count, demo_data=True)
     assert counts[0] == counts[1]
     assert counts[0][0] == 3
+
+
+# --- ADMIN_EMAIL / ADMIN_PASSWORD (seeded into the app's own store, no get_db override) ---
+
+
+def test_configured_admin_is_created_at_startup(database_url: str) -> None:
+    """Admins never come from the public API, so configuration must be able to make one."""
+    settings = make_settings(database_url=database_url, admin_email="Boss@Example.com", admin_password="boss-password")
+    with running(settings) as client:
+        headers = login(client, "boss@example.com", "boss-password")
+        me = client.get("/users/me", headers=headers).json()
+        assert (me["email"], me["is_admin"]) == ("boss@example.com", True)
+        assert client.get("/admin/users", headers=headers).json() == [me]
+
+
+def test_configured_admin_promotes_an_existing_user(database_url: str) -> None:
+    """An existing account (here a demo user) becomes the admin: promoted, not duplicated."""
+    settings = make_settings(
+        database_url=database_url, demo_data=True, admin_email="Alice@Example.com", admin_password="now-an-admin"
+    )
+    with running(settings) as client:
+        headers = login(client, DEMO_ALICE[0], "now-an-admin")
+        assert client.get("/users/me", headers=headers).json()["is_admin"] is True
+        users = client.get("/admin/users", headers=headers).json()
+        assert [listed["email"] for listed in users].count(DEMO_ALICE[0]) == 1
+        assert len(users) == 3
+        everyone = client.get("/tasks", headers=headers).json()["total"]
+        assert everyone >= DEMO_TASK_COUNT  # an admin sees every user's tasks
+
+
+def test_configured_admin_promotes_a_registered_user_after_restart(durable_url: str) -> None:
+    """The documented way to make the first admin of a real database: restart with ADMIN_EMAIL set."""
+    with running(make_settings(database_url=durable_url)) as client:
+        registered = client.post("/auth/register", json={"email": "carol@example.com", "password": "carol-password"})
+        assert registered.status_code == 201
+        carol = login(client, "carol@example.com", "carol-password")
+        assert client.get("/admin/users", headers=carol).status_code == 403
+    settings = make_settings(database_url=durable_url, admin_email="carol@example.com", admin_password="carol-admin")
+    with running(settings) as client:
+        headers = login(client, "carol@example.com", "carol-admin")
+        assert client.get("/admin/users", headers=headers).json() == [{**registered.json(), "is_admin": True}]
 
 
 # --- CORS_ORIGINS ------------------------------------------------------------
@@ -261,3 +307,10 @@ def test_cors_origins_is_a_comma_separated_list(origin: str, allowed: bool) -> N
 def test_cors_origins_default(clean_env: pytest.MonkeyPatch) -> None:
     settings = Settings(_env_file=None, secret_key=TEST_SECRET)
     assert settings.cors_origin_list == ["http://localhost:3000", "http://localhost:5173"]
+
+
+def test_database_url_selects_the_backend(database_url: str) -> None:
+    """DATABASE_URL alone picks the store the app opens, and /ready reports which one it is."""
+    kind = "memory" if database_url == "memory" else database_url.split(":")[0].split("+")[0]
+    with running(make_settings(database_url=database_url)) as client:
+        assert client.get("/ready").json() == {"status": "ready", "storage": kind}
