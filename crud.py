@@ -5,7 +5,9 @@ view's queries. `SqlStore` opens the session in a worker thread (blocking SQL mu
 run on the event loop) and turns lost connections and lock timeouts into a 503.
 """
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.pool import QueuePool
 from starlette.concurrency import run_in_threadpool
 
 import db_models
@@ -250,16 +253,42 @@ class SqlStore:
         self.engine = engine
         self._reading = sessionmaker(engine, expire_on_commit=False)
         self._writing = sessionmaker(writer(engine), expire_on_commit=False)
+        # SQLite has one writer at a time. Writers of this process queue on a lock, which wakes
+        # the next one at once; SQLite's busy handler polls, so under load it can starve a thread
+        # until its timeout. The wait is bounded by the engine's own (STORAGE_TIMEOUT_SECONDS).
+        self._sqlite_writers = threading.Lock() if self.kind == "sqlite" else None
+        self._wait_seconds = engine.pool.timeout() if isinstance(engine.pool, QueuePool) else -1
+
+    @contextmanager
+    def _turn(self, write: bool) -> Iterator[None]:
+        """A write turn on SQLite (see __init__); reads, and every PostgreSQL call, never wait here."""
+        if not write or self._sqlite_writers is None:
+            yield
+            return
+        if not self._sqlite_writers.acquire(timeout=self._wait_seconds):
+            raise StorageUnavailable()
+        try:
+            yield
+        finally:
+            self._sqlite_writers.release()
 
     async def _run(self, work: Callable[[Session], T], write: bool = False) -> T:
         def in_transaction() -> T:
-            with (self._writing if write else self._reading).begin() as session:
+            with self._turn(write), (self._writing if write else self._reading).begin() as session:
                 return work(session)
 
         try:
             return await run_in_threadpool(in_transaction)
         except (OperationalError, PoolTimeout) as error:  # locked past the timeout, or unreachable
             raise StorageUnavailable() from error
+
+    async def _write_retrying_a_lost_race(self, work: Callable[[Session], T]) -> T:
+        """Check-then-insert work (an Idempotency-Key, the startup admin): when a concurrent
+        transaction inserted the same key first (PostgreSQL), the retry finds its row instead."""
+        try:
+            return await self._run(work, write=True)
+        except IntegrityError:
+            return await self._run(work, write=True)
 
     async def ping(self) -> None:
         await self._run(ping)
@@ -282,7 +311,7 @@ class SqlStore:
         return await self._run(partial(get_credentials, email=email))
 
     async def ensure_admin(self, email: str, password_hash: str) -> User:
-        return await self._run(partial(ensure_admin, email=email, password_hash=password_hash), True)
+        return await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
 
     async def list_users(self) -> list[User]:
         return await self._run(list_users)
@@ -291,14 +320,9 @@ class SqlStore:
         return await self._run(count_users)
 
     async def create_task(self, owner_id: int, data: TaskCreate, idempotency: IdempotencyRequest | None = None) -> Task:
-        work = partial(create_task, owner_id=owner_id, data=data, idempotency=idempotency)
-        try:
-            return await self._run(work, True)
-        except IntegrityError:
-            # Two requests raced with one Idempotency-Key (PostgreSQL): the loser replays the winner.
-            if idempotency is None:
-                raise
-            return await self._run(work, True)
+        return await self._write_retrying_a_lost_race(
+            partial(create_task, owner_id=owner_id, data=data, idempotency=idempotency)
+        )
 
     async def get_task(self, task_id: int, owner_id: int | None) -> Task:
         return await self._run(partial(get_task, task_id=task_id, owner_id=owner_id))

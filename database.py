@@ -16,7 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-# anyio's default thread pool runs 40 blocking calls at once: one connection each.
+# anyio's default thread pool runs 40 blocking calls at once: one connection each, and no
+# overflow, so N workers hold at most N x 40 PostgreSQL connections.
 POOL_SIZE = 40
 BEGIN_IMMEDIATE = "sqlite_begin_immediate"
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
@@ -29,6 +30,7 @@ def create_db_engine(url: str, timeout_seconds: float) -> Engine:
             url,
             connect_args={"timeout": timeout_seconds, "check_same_thread": False},
             pool_size=POOL_SIZE,
+            max_overflow=0,
             pool_timeout=timeout_seconds,
         )
         event.listen(engine, "connect", _configure_sqlite_connection)
@@ -37,6 +39,7 @@ def create_db_engine(url: str, timeout_seconds: float) -> Engine:
     return create_engine(
         url,
         pool_size=POOL_SIZE,
+        max_overflow=0,
         pool_timeout=timeout_seconds,
         pool_pre_ping=True,  # a restarted PostgreSQL costs one retry, not an error
         connect_args={"connect_timeout": max(1, int(timeout_seconds))},

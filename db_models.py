@@ -4,7 +4,6 @@ Alembic migrations are generated from these classes, and a test checks the two a
 """
 
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
 
 from sqlalchemy import (
     CheckConstraint,
@@ -97,7 +96,7 @@ class Task(Base):
         Index("ix_tasks_owner_status_priority", "owner_id", "status", "priority", "created_at", "id"),
     )
 
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}  # every UPDATE/DELETE checks and bumps it
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads it once, at class creation  # every UPDATE/DELETE checks and bumps it
 
     @property
     def tags(self) -> list[str]:
