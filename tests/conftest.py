@@ -7,15 +7,22 @@ TEST_POSTGRES_URL is set, as `.ci/run` does); the app's `get_db` is overridden w
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from httpx2 import Response
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+import auth
 from auth import hash_password
 from crud import SqlStore
 from database import create_db_engine, upgrade_to_head
@@ -29,7 +36,65 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-signing"
 PASSWORD = "correct-horse-battery"
 ADMIN_EMAIL = "root@example.com"
 
+PROBLEM = "application/problem+json"
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
+
 Headers = dict[str, str]
+MakeUser = Callable[..., Headers]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id with test-sized costs: real hashing, but ~1 ms instead of ~100 ms per call.
+
+    Both the stored hashes and the unknown-email stand-in switch, so login timing stays equal.
+    """
+    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "password_hasher", cheap)
+        patch.setattr(auth, "UNKNOWN_USER_HASH", cheap.hash("no-such-user-timing-equaliser"))
+        yield
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Test settings (memory, test secret, no demo data) with some values changed; `.env` is never read."""
+    values: dict[str, Any] = {"database_url": "memory", "secret_key": TEST_SECRET, "demo_data": False, **overrides}
+    return Settings(_env_file=None, **values)
+
+
+@contextmanager
+def running(settings: Settings, storage: Storage | None = None, **client_options: Any) -> Iterator[TestClient]:
+    """A client for an app built with `settings`, its lifespan run; `storage` replaces get_db when given."""
+    app = create_app(settings)
+    if storage is not None:
+        app.dependency_overrides[get_db] = lambda: storage
+    with TestClient(app, **client_options) as client:
+        yield client
+
+
+def assert_problem(response: Response, status: int) -> dict[str, Any]:
+    """An RFC 9457 body with every contract field; a 422 also lists loc/msg/type for each error."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert set(body) >= PROBLEM_FIELDS
+    assert (body["type"], body["title"], body["status"]) == ("about:blank", HTTPStatus(status).phrase, status)
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert body["instance"] == response.request.url.path
+    assert body["request_id"] == response.headers["x-request-id"]
+    if status == 422:
+        assert body["errors"], body
+        for issue in body["errors"]:
+            assert isinstance(issue["loc"], list) and issue["loc"]
+            assert isinstance(issue["msg"], str) and issue["msg"]
+            assert isinstance(issue["type"], str) and issue["type"]
+    return body
+
+
+def assert_invalid(response: Response, loc: list[str | int]) -> None:
+    """A 422 problem that blames `loc` (or something inside it), not some unrelated field."""
+    errors = assert_problem(response, 422)["errors"]
+    assert any(error["loc"][: len(loc)] == loc for error in errors), errors
 
 
 @pytest.fixture(scope="session")
@@ -62,16 +127,41 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
         yield SqlStore(engine)
         engine.dispose()
     else:
-        engine = request.getfixturevalue("postgres_engine")
-        with engine.begin() as connection:
-            connection.execute(text("TRUNCATE users, tasks, task_tags, idempotency_keys RESTART IDENTITY CASCADE"))
-        yield SqlStore(engine)
+        yield SqlStore(emptied_postgres(request))
+
+
+def emptied_postgres(request: pytest.FixtureRequest) -> Engine:
+    """The session's PostgreSQL database with every table emptied."""
+    engine: Engine = request.getfixturevalue("postgres_engine")
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE users, tasks, task_tags, idempotency_keys RESTART IDENTITY CASCADE"))
+    return engine
+
+
+def _empty_database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "memory":
+        return "memory"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'tasks.db'}"
+    return emptied_postgres(request).url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A DATABASE_URL for an empty store the app opens itself (startup seeding uses the app's own store)."""
+    return _empty_database_url(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database that outlives the app: restarts only mean something there."""
+    return _empty_database_url(request.param, request, tmp_path)
 
 
 @pytest.fixture
 def settings() -> Settings:
     """Settings for a test app; tests that need other values build their own."""
-    return Settings(database_url="memory", secret_key=TEST_SECRET, demo_data=False)
+    return make_settings()
 
 
 @pytest.fixture
@@ -94,7 +184,7 @@ def login(client: TestClient, email: str, password: str = PASSWORD) -> Headers:
 
 
 @pytest.fixture
-def make_user(client: TestClient) -> Callable[..., Headers]:
+def make_user(client: TestClient) -> MakeUser:
     """Register a new user through the API and return their auth headers."""
 
     def make(email: str | None = None, password: str = PASSWORD) -> Headers:
@@ -107,7 +197,7 @@ def make_user(client: TestClient) -> Callable[..., Headers]:
 
 
 @pytest.fixture
-def user(make_user: Callable[..., Headers]) -> Headers:
+def user(make_user: MakeUser) -> Headers:
     return make_user()
 
 

@@ -6,8 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from storage import Storage
-from tests.conftest import ADMIN_EMAIL, Headers, login
-from tests.test_settings import make_settings, running
+from tests.conftest import ADMIN_EMAIL, Headers, login, make_settings, running
 
 ADMIN_ROUTES = [("GET", "/admin/users"), ("DELETE", "/admin/tasks")]
 API_KEY = "an-admin-api-key-for-the-tests-0123456789"

@@ -13,11 +13,9 @@ from fastapi.testclient import TestClient
 
 from settings import Settings
 from storage import Storage
-from tests.conftest import PASSWORD, TEST_SECRET, Headers, login
-from tests.test_settings import make_settings, running
+from tests.conftest import PASSWORD, PROBLEM, TEST_SECRET, Headers, login, make_settings, running
 
 USER_FIELDS = {"id", "email", "is_admin", "created_at"}
-PROBLEM = "application/problem+json"
 BAD_CREDENTIALS = "Incorrect email or password"
 
 Claims = dict[str, Any]

@@ -6,31 +6,15 @@ come from routes that need a user, so they run on every backend.
 
 import logging
 from collections.abc import Iterator
-from http import HTTPStatus
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.conftest import Headers
-from tests.test_settings import make_settings, running
+from tests.conftest import PROBLEM, PROBLEM_FIELDS, Headers, assert_problem, make_settings, running
 
-PROBLEM = "application/problem+json"
-PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
 SECRET_MESSAGE = "secret SQL SELECT password_hash FROM users WHERE email = 'root@example.com'"
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    """The common shape: content type, fields, status echoed, request id matching the header."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert set(body) >= PROBLEM_FIELDS
-    assert (body["type"], body["title"], body["status"]) == ("about:blank", HTTPStatus(status).phrase, status)
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 @pytest.fixture

@@ -12,24 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from settings import Settings
-from storage import Storage
-from tests.conftest import Headers
-from tests.test_tasks import MakeTask, MakeUser, assert_invalid, assert_problem, quick_user
+from tests.conftest import Headers, assert_invalid, assert_problem
+from tests.test_tasks import MakeTask
 
 Params = dict[str, Any]
 LINK = re.compile(r'<([^>]*)>;\s*rel="([^"]+)"')
-
-
-@pytest.fixture
-def quick_users(storage: Storage, settings: Settings) -> MakeUser:
-    return lambda: quick_user(storage, settings)
-
-
-@pytest.fixture
-def user(quick_users: MakeUser) -> Headers:
-    """Overrides conftest's `user` (and so the owner `make_task` uses) with a cheap one."""
-    return quick_users()
 
 
 def get_page(client: TestClient, headers: Headers, params: Params) -> Response:

@@ -6,20 +6,17 @@ settings: `make_settings` and `running`.
 
 import secrets
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import Engine, text
 
 from main import create_app
 from settings import Settings
-from storage import Storage, get_db
-from tests.conftest import TEST_SECRET, Headers, login
+from tests.conftest import TEST_SECRET, Headers, login, make_settings, running
 
 DEMO_ADMIN = ("admin@example.com", "admin-password")
 DEMO_ALICE = ("alice@example.com", "alice-password")
@@ -38,22 +35,6 @@ SETTINGS_VARIABLES = (
 )
 
 
-def make_settings(**overrides: Any) -> Settings:
-    """Test settings (memory, test secret, no demo data) with some values changed; `.env` is never read."""
-    values: dict[str, Any] = {"database_url": "memory", "secret_key": TEST_SECRET, "demo_data": False, **overrides}
-    return Settings(_env_file=None, **values)
-
-
-@contextmanager
-def running(settings: Settings, storage: Storage | None = None, **client_options: Any) -> Iterator[TestClient]:
-    """A client for an app built with `settings`, its lifespan run; `storage` replaces get_db when given."""
-    app = create_app(settings)
-    if storage is not None:
-        app.dependency_overrides[get_db] = lambda: storage
-    with TestClient(app, **client_options) as client:
-        yield client
-
-
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """No configuration from the developer's shell or a `.env` file leaks into a test."""
@@ -61,29 +42,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return monkeypatch
-
-
-def _empty_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if kind == "memory":
-        return "memory"
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'tasks.db'}"
-    engine: Engine = request.getfixturevalue("postgres_engine")
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE users, tasks, task_tags, idempotency_keys RESTART IDENTITY CASCADE"))
-    return engine.url.render_as_string(hide_password=False)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A DATABASE_URL for an empty store the app opens itself (seeding uses the app's own store)."""
-    return _empty_database(request.param, request, tmp_path)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database that outlives the app: restarts only mean something there."""
-    return _empty_database(request.param, request, tmp_path)
 
 
 # --- SECRET_KEY and other values ---------------------------------------------

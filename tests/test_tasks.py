@@ -1,31 +1,19 @@
-"""Tasks CRUD over HTTP on every backend: input rules, PUT/PATCH/DELETE semantics, ownership, admin.
-
-Users here are made straight in storage with a minted token (`quick_user`): registering
-through the API costs two Argon2 runs, and these tests are about tasks, not logins.
-"""
+"""Tasks CRUD over HTTP on every backend: input rules, PUT/PATCH/DELETE semantics, ownership, admin."""
 
 import re
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
-import anyio
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from auth import create_access_token, password_hasher
-from settings import Settings
-from storage import Storage
-from tests.conftest import PASSWORD, Headers
+from tests.conftest import Headers, MakeUser, assert_invalid, assert_problem
 
 Task = dict[str, Any]
 MakeTask = Callable[..., Task]
-MakeUser = Callable[[], Headers]
 
-PROBLEM = "application/problem+json"
 TASK_KEYS = {
     "id",
     "title",
@@ -48,53 +36,6 @@ FULL = {
     "tags": ["alpha", "beta"],
 }
 DEFAULTS: dict[str, Any] = {"description": None, "status": "pending", "priority": 1, "due_date": None, "tags": []}
-
-
-@cache
-def _password_hash() -> str:
-    return password_hasher.hash(PASSWORD)
-
-
-def quick_user(storage: Storage, settings: Settings) -> Headers:
-    """A user made in storage with a token minted by the app's own code: ~free, unlike register + login."""
-    created = anyio.run(storage.create_user, f"user-{uuid.uuid4().hex[:8]}@example.com", _password_hash())
-    return {"Authorization": f"Bearer {create_access_token(created.id, settings).access_token}"}
-
-
-@pytest.fixture
-def quick_users(storage: Storage, settings: Settings) -> MakeUser:
-    return lambda: quick_user(storage, settings)
-
-
-@pytest.fixture
-def user(quick_users: MakeUser) -> Headers:
-    """Overrides conftest's `user` (and so the owner `make_task` uses) with a cheap one."""
-    return quick_users()
-
-
-def assert_problem(response: Response, status: int) -> dict[str, Any]:
-    """An RFC 9457 body with the contract's fields; 422s also list loc/msg/type for each error."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert body["instance"] == response.request.url.path
-    assert isinstance(body["request_id"], str) and body["request_id"]
-    if status == 422:
-        assert body["errors"], body
-        for issue in body["errors"]:
-            assert isinstance(issue["loc"], list) and issue["loc"]
-            assert isinstance(issue["msg"], str) and issue["msg"]
-            assert isinstance(issue["type"], str) and issue["type"]
-    return body
-
-
-def assert_invalid(response: Response, loc: list[str | int]) -> None:
-    """A 422 problem that blames `loc` (or something inside it), not some unrelated field."""
-    errors = assert_problem(response, 422)["errors"]
-    assert any(error["loc"][: len(loc)] == loc for error in errors), errors
 
 
 def parse_utc(timestamp: str) -> datetime:
@@ -405,12 +346,12 @@ OTHER_USERS_REQUESTS: list[tuple[str, dict[str, Any] | None]] = [
 
 
 def test_another_users_task_answers_exactly_like_a_missing_one(
-    client: TestClient, user: Headers, quick_users: MakeUser, make_task: MakeTask
+    client: TestClient, user: Headers, make_user: MakeUser, make_task: MakeTask
 ) -> None:
     """B's requests on A's task get the very answers they get once the task really is gone."""
     mine = make_task(**FULL)
     etag = read(client, user, mine["id"]).headers["etag"]
-    other = quick_users()
+    other = make_user()
 
     def attempts() -> list[tuple[int, str, dict[str, Any]]]:
         answers = []
@@ -431,9 +372,9 @@ def test_another_users_task_answers_exactly_like_a_missing_one(
 
 
 def test_listing_shows_only_your_own_tasks(
-    client: TestClient, user: Headers, quick_users: MakeUser, make_task: MakeTask
+    client: TestClient, user: Headers, make_user: MakeUser, make_task: MakeTask
 ) -> None:
-    other = quick_users()
+    other = make_user()
     mine = {make_task(title="Shared word")["id"], make_task(title="Shared word too")["id"]}
     theirs = {make_task(other, title="Shared word")["id"]}
     for headers, expected in ((user, mine), (other, theirs)):
@@ -446,9 +387,9 @@ def test_listing_shows_only_your_own_tasks(
 
 
 def test_admin_reads_changes_lists_and_deletes_anyones_task(
-    client: TestClient, user: Headers, quick_users: MakeUser, admin: Headers, make_task: MakeTask
+    client: TestClient, user: Headers, make_user: MakeUser, admin: Headers, make_task: MakeTask
 ) -> None:
-    other = quick_users()
+    other = make_user()
     task = make_task(**FULL)
     theirs = make_task(other, title="Theirs")
     assert read(client, admin, task["id"]).json() == task
