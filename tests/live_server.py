@@ -195,7 +195,7 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    env: Mapping[str, str], log_dir: Path, workers: int = 1, startup_timeout: float = 30.0
+    env: Mapping[str, str], log_dir: Path, workers: int = 1, startup_timeout: float = 60.0
 ) -> Iterator[LiveServer]:
     """Start `uvicorn main:app` with `env` as its configuration; stopped (or killed) on exit.
 
