@@ -17,11 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from models import Token, User
 from settings import AppSettings, Settings
-from storage import Db, Storage
+from storage import MAX_ID, Db, Storage
 
 ALGORITHM = "HS256"  # pinned: the token's own header never chooses the algorithm
 USER_ID = re.compile(r"[1-9][0-9]{0,9}")
-MAX_USER_ID = 2**31 - 1
 password_hasher = PasswordHash((Argon2Hasher(),))
 # Verified against when the email is unknown, so both failures cost one Argon2 check.
 UNKNOWN_USER_HASH = password_hasher.hash("no-such-user-timing-equaliser")
@@ -63,7 +62,7 @@ def user_id_from_token(token: str, settings: Settings) -> int:
     except jwt.InvalidTokenError as error:
         raise unauthorized("The access token is invalid or has expired") from error
     # Only a canonical id that fits every backend's id column: SQLite and PostgreSQL fail on larger ones.
-    if not USER_ID.fullmatch(claims["sub"]) or int(claims["sub"]) > MAX_USER_ID:
+    if not USER_ID.fullmatch(claims["sub"]) or int(claims["sub"]) > MAX_ID:
         raise unauthorized("The access token is invalid or has expired")
     return int(claims["sub"])
 

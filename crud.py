@@ -8,7 +8,6 @@ run on the event loop) and turns lost connections and lock timeouts into a 503.
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -35,20 +34,18 @@ from storage import (
     TaskListing,
     TaskNotFound,
     UserCredentials,
+    utc_now,
 )
 
 T = TypeVar("T")
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- users -------------------------------------------------------------------
 
 
 def create_user(session: Session, email: str, password_hash: str, is_admin: bool = False) -> User:
-    row = db_models.User(email=email, password_hash=password_hash, is_admin=is_admin, created_at=_now())
+    row = db_models.User(email=email, password_hash=password_hash, is_admin=is_admin, created_at=utc_now())
     session.add(row)
     session.flush()
     return User.model_validate(row)
@@ -123,7 +120,7 @@ def create_task(
         if earlier is not None:  # expired: the key may be used afresh
             session.delete(earlier)
             session.flush()
-    now = _now()
+    now = utc_now()
     row = db_models.Task(owner_id=owner_id, created_at=now, updated_at=now)
     _set_fields(row, data.model_dump())
     session.add(row)
@@ -151,7 +148,7 @@ def update_task(
 ) -> Task:
     row = _find(session, task_id, owner_id, for_update=True)
     _check(row, precondition)
-    _set_fields(row, {**changes, "updated_at": _now()})
+    _set_fields(row, {**changes, "updated_at": utc_now()})
     session.flush()  # UPDATE … WHERE id = ? AND version = ? (the mapper's version_id_col)
     return Task.model_validate(row)
 
@@ -291,7 +288,8 @@ class SqlStore:
             return await self._run(work, write=True)
 
     async def ping(self) -> None:
-        await self._run(ping)
+        """Ready means able to write: on SQLite a lock held past the timeout makes this fail."""
+        await self._run(ping, write=True)
 
     async def close(self) -> None:
         self.engine.dispose()

@@ -7,7 +7,7 @@ check-then-write atomic if a store is ever shared with threads (tests do).
 
 import threading
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import count
 from typing import Any
 
@@ -24,11 +24,8 @@ from storage import (
     TaskNotFound,
     UserCredentials,
     sort_value,
+    utc_now,
 )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def matches(task: Task, query: TaskQuery) -> bool:
@@ -94,7 +91,7 @@ class MemoryStore:
         with self._lock:
             if email in self._user_id_by_email:
                 raise EmailTaken()
-            user = User(id=next(self._user_ids), email=email, is_admin=is_admin, created_at=_now())
+            user = User(id=next(self._user_ids), email=email, is_admin=is_admin, created_at=utc_now())
             self._users[user.id] = UserCredentials(user, password_hash)
             self._user_id_by_email[email] = user.id
             return user
@@ -111,7 +108,7 @@ class MemoryStore:
         with self._lock:
             user_id = self._user_id_by_email.get(email)
             if user_id is None:
-                user = User(id=next(self._user_ids), email=email, is_admin=True, created_at=_now())
+                user = User(id=next(self._user_ids), email=email, is_admin=True, created_at=utc_now())
                 self._user_id_by_email[email] = user.id
             else:
                 user = self._users[user_id].user.model_copy(update={"is_admin": True})
@@ -133,7 +130,7 @@ class MemoryStore:
                     if fingerprint != idempotency.fingerprint:
                         raise IdempotencyKeyReused()
                     return task
-            now = _now()
+            now = utc_now()
             task = Task(id=next(self._task_ids), owner_id=owner_id, created_at=now, updated_at=now, **data.model_dump())
             self._tasks[task.id] = task
             if idempotency is not None:
@@ -159,7 +156,7 @@ class MemoryStore:
         with self._lock:
             task = self._find(task_id, owner_id)
             self._check(task, precondition)
-            updated = task.model_copy(update={**changes, "updated_at": _now(), "version": task.version + 1})
+            updated = task.model_copy(update={**changes, "updated_at": utc_now(), "version": task.version + 1})
             self._tasks[task_id] = updated
             return updated
 

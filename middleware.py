@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -62,7 +63,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
-            error_log.exception("unhandled error", extra={"request_id": request_id})
+            error_log.exception("unhandled error in request %s", request_id, extra={"request_id": request_id})
             if response_started:
                 raise
             await problem_response(500, "An unexpected error occurred; it has been logged")(
@@ -122,10 +123,32 @@ class BodySizeLimitMiddleware:
 
 
 class ProblemCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS middleware, with a refused preflight answered as a problem."""
+    """Starlette's CORS middleware, with a refused preflight answered as a problem.
+
+    With `*` among the origins, credentials are switched off: Starlette would otherwise echo
+    every caller's origin together with `Allow-Credentials: true`, opening the API to any site.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        allow_origins: Collection[str] = (),
+        allow_methods: Collection[str] = ("GET",),
+        allow_headers: Collection[str] = (),
+        allow_credentials: bool = False,
+        expose_headers: Collection[str] = (),
+    ) -> None:
+        super().__init__(
+            app,
+            allow_origins=allow_origins,
+            allow_methods=allow_methods,
+            allow_headers=allow_headers,
+            allow_credentials=allow_credentials and "*" not in allow_origins,
+            expose_headers=expose_headers,
+        )
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
         if response.status_code < 400:
             return response
-        return problem_response(response.status_code, f"CORS preflight refused: {response.body.decode()}")
+        return problem_response(response.status_code, f"CORS preflight refused: {bytes(response.body).decode()}")

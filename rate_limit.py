@@ -6,10 +6,24 @@ Redis (`redis://host:6379`) so that every worker shares one count.
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
+
+from storage import StorageUnavailable
+
+
+@contextmanager
+def _counters_reachable() -> Iterator[None]:
+    """An unreachable Redis is a 503 like any storage outage: logins are refused, not unthrottled."""
+    try:
+        yield
+    except RedisError as error:
+        raise StorageUnavailable() from error
 
 
 class LoginThrottle:
@@ -21,10 +35,12 @@ class LoginThrottle:
 
     def retry_after(self, client: str, email: str) -> int | None:
         """Seconds until this pair may try again, or None when it may try now."""
-        if self._limiter.test(self._limit, client, email):
-            return None
-        reset_at, _ = self._limiter.get_window_stats(self._limit, client, email)
+        with _counters_reachable():
+            if self._limiter.test(self._limit, client, email):
+                return None
+            reset_at, _ = self._limiter.get_window_stats(self._limit, client, email)
         return max(1, math.ceil(reset_at - time.time()))
 
     def record_failure(self, client: str, email: str) -> None:
-        self._limiter.hit(self._limit, client, email)
+        with _counters_reachable():
+            self._limiter.hit(self._limit, client, email)

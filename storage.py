@@ -14,6 +14,13 @@ from pydantic import BaseModel
 
 from models import SortField, Task, TaskCreate, TaskQuery, User
 
+MAX_ID = 2**31 - 1  # the largest id every backend's integer column can hold
+
+
+def utc_now() -> datetime:
+    """Timestamps are always aware UTC, whichever backend stores them."""
+    return datetime.now(UTC)
+
 
 class StorageError(Exception):
     """Base class: each subclass maps to one HTTP problem in `errors.py`."""

@@ -109,6 +109,7 @@ def test_unexpected_exception_is_a_500_problem_that_leaks_nothing(caplog: pytest
     logged = [record for record in caplog.records if record.name == "tasks.error"]
     assert len(logged) == 1
     assert getattr(logged[0], "request_id", None) == "trace-500"
+    assert "trace-500" in logged[0].getMessage()
     assert logged[0].exc_info is not None and str(logged[0].exc_info[1]) == SECRET_MESSAGE
 
 

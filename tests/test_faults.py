@@ -189,7 +189,7 @@ def test_an_outage_gives_503_and_the_service_recovers_by_itself(faulty: Faulty) 
 
 @pytest.mark.parametrize("storage", ["sqlite"], indirect=True)
 def test_a_held_sqlite_write_lock_refuses_writes_but_not_reads(faulty: Faulty) -> None:
-    """Another writer past the busy timeout: writes get 503, reads and /ready go on (WAL)."""
+    """Another writer past the busy timeout: writes and /ready get 503, reads go on (WAL)."""
     assert faulty.store.engine.url.database is not None
     with TestClient(app_on(faulty.store)) as client:
         assert client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD}).status_code == 201
@@ -202,9 +202,11 @@ def test_a_held_sqlite_write_lock_refuses_writes_but_not_reads(faulty: Faulty) -
             assert_unavailable(client.post("/tasks", json={"title": "Never stored"}, headers=user))
             assert_unavailable(client.patch(f"/tasks/{task['id']}", json={"priority": 2}, headers=user))
             assert client.get(f"/tasks/{task['id']}", headers=user).json() == task
-            assert client.get("/ready").status_code == 200
+            assert_unavailable(client.get("/ready"))
+            assert client.get("/health").status_code == 200
         finally:
             writer.close()
+        assert client.get("/ready").status_code == 200
         assert client.post("/tasks", json={"title": "After"}, headers=user).status_code == 201
         assert client.get("/tasks", headers=user).json()["total"] == 2
 

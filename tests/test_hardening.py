@@ -30,7 +30,7 @@ from starlette.types import Message
 from main import create_app
 from settings import Settings
 from storage import Storage, get_db
-from tests.conftest import PASSWORD, TEST_SECRET, Headers
+from tests.conftest import PASSWORD, TEST_SECRET, Headers, assert_problem
 
 ALLOWED_ORIGIN = "http://localhost:3000"
 OTHER_ORIGIN = "https://evil.example"
@@ -436,6 +436,20 @@ def test_failed_logins_are_limited_per_client_and_email(storage: Storage) -> Non
         assert login("neighbour@example.com", PASSWORD).status_code == 200
         assert login("neighbour@example.com", "wrong-password").status_code == 401
         assert login("limited@example.com", PASSWORD, elsewhere).status_code == 200
+
+
+def test_an_unreachable_rate_limit_store_refuses_logins_with_503(storage: Storage) -> None:
+    """Redis down (nothing listens on port 1): logins are refused, never let through unthrottled."""
+    app = build_app(storage, rate_limit_storage="redis://127.0.0.1:1/0")
+    with TestClient(app) as client:
+        assert (
+            client.post("/auth/register", json={"email": "nolimit@example.com", "password": PASSWORD}).status_code
+            == 201
+        )
+        refused = client.post("/auth/token", data={"username": "nolimit@example.com", "password": PASSWORD})
+        assert_problem(refused, 503)
+        assert refused.headers["Retry-After"].isdigit()
+        assert client.get("/health").status_code == 200
 
 
 # --- performance guard -------------------------------------------------------
