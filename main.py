@@ -7,13 +7,14 @@ dict store by default); the routes only ever see the `Storage` interface.
 import logging
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated
 
 from fastapi import (
     APIRouter,
     Depends,
     FastAPI,
+    Form,
     Header,
     HTTPException,
     Path,
@@ -21,7 +22,7 @@ from fastapi import (
     Request,
     Response,
 )
-from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import StringConstraints, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from auth import (
@@ -37,7 +38,7 @@ from crud import SqlStore
 from database import create_db_engine, schema_is_current, upgrade_to_head
 from demo_data import load_demo_data
 from docs import mount_docs
-from errors import install_problem_handlers, install_problem_openapi, problems
+from errors import header_doc, install_problem_handlers, install_problem_openapi, problems
 from etags import etag, not_modified, precondition
 from memory_store import MemoryStore
 from middleware import (
@@ -48,6 +49,7 @@ from middleware import (
 from models import (
     Deleted,
     Health,
+    LoginForm,
     Readiness,
     ServiceInfo,
     Task,
@@ -62,17 +64,47 @@ from models import (
 from pagination import decode_cursor, encode_cursor, link_header
 from rate_limit import LoginThrottle
 from settings import AppSettings, Settings
-from storage import Db, IdempotencyRequest, Storage, TaskListing
+from storage import MAX_ID, Db, EmailTaken, IdempotencyRequest, Storage, TaskListing
 
 VERSION = "1.0.0"
-MAX_ID = 2**31 - 1  # the largest id every backend's integer column can hold
+
+# RFC 9110 §13.1: `*` or a comma-separated list of entity tags; anything else is a 422.
+ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e]*"'
+ENTITY_TAGS = rf"^(?:\*|{ENTITY_TAG}(?:[ \t]*,[ \t]*{ENTITY_TAG})*)$"
+# 1-255 printable ASCII characters, no surrounding spaces (HTTP would strip them anyway).
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
+
+
+def header_schema(pattern: str, *examples: str) -> WithJsonSchema:
+    """An optional header as the schema shows it: a string, never `null` (it is simply left out).
+    The examples also give schema-driven testers valid values they cannot draw from the pattern."""
+    return WithJsonSchema({"type": "string", "pattern": pattern, **({"examples": list(examples)} if examples else {})})
+
 
 TaskId = Annotated[int, Path(ge=1, le=MAX_ID, description="The task's id")]
-IfMatch = Annotated[str | None, Header(description="Apply only if the task still has this ETag")]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(pattern=r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$", description="Replays a retried create"),
+IfMatch = Annotated[
+    Annotated[str, StringConstraints(pattern=ENTITY_TAGS)] | None,
+    Header(description="Apply only if the task still has one of these ETags (else 412)"),
+    header_schema(ENTITY_TAGS, '"1-1"', "*"),
 ]
+IfNoneMatch = Annotated[
+    Annotated[str, StringConstraints(pattern=ENTITY_TAGS)] | None,
+    Header(description="Answer 304 if the task still has one of these ETags"),
+    header_schema(ENTITY_TAGS, '"1-1"'),
+]
+IdempotencyKey = Annotated[
+    Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY)] | None,
+    Header(description="1-255 printable ASCII characters; a retry with the same key and body returns the original"),
+    header_schema(IDEMPOTENCY_KEY),
+]
+
+# Headers that successful task responses always carry, documented so schema-driven tests check them.
+ETAG = {"ETag": header_doc("Strong validator of this version of the task", r'^"[\x21\x23-\x7e]*"$')}
+CREATED = {**ETAG, "Location": header_doc("Where the new task lives", r"^/tasks/[0-9]+$")}
+PAGE = {
+    "X-Total-Count": header_doc("Tasks matching the filters, on every page", r"^[0-9]+$"),
+    "Link": header_doc('RFC 8288 links: rel="first", and rel="next" unless this is the last page', r'rel="first"'),
+}
 
 router = APIRouter()
 tasks = APIRouter(prefix="/tasks", tags=["tasks"], responses=problems(401, 422, 503))
@@ -105,15 +137,13 @@ async def ready(db: Db) -> Readiness:
 # --- users and tokens --------------------------------------------------------
 
 
-@router.post("/auth/register", status_code=201, tags=["auth"], responses=problems(409, 413, 422))
+@router.post("/auth/register", status_code=201, tags=["auth"], responses=problems(409, 413, 422, 503))
 async def register(data: UserCreate, db: Db) -> User:
     return await db.create_user(data.email, await hash_password(data.password))
 
 
-@router.post("/auth/token", tags=["auth"], responses=problems(401, 413, 422, 429))
-async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, db: Db, settings: AppSettings
-) -> Token:
+@router.post("/auth/token", tags=["auth"], responses=problems(401, 413, 422, 429, 503))
+async def login(form: Annotated[LoginForm, Form()], request: Request, db: Db, settings: AppSettings) -> Token:
     """OAuth2 password flow (form fields `username` = email, `password`), as Swagger's Authorize sends it."""
     throttle: LoginThrottle = request.app.state.login_throttle
     client, email = (request.client.host if request.client else "unknown"), form.username.strip().lower()
@@ -127,7 +157,7 @@ async def login(
     return create_access_token(user.id, settings)
 
 
-@router.get("/users/me", tags=["auth"], responses=problems(401))
+@router.get("/users/me", tags=["auth"], responses=problems(401, 503))
 async def read_me(user: CurrentUser) -> User:
     return user
 
@@ -140,7 +170,7 @@ def _with_etag(response: Response, task: Task) -> Task:
     return task
 
 
-@tasks.post("", status_code=201, responses=problems(413))
+@tasks.post("", status_code=201, responses={**problems(413), 201: {"description": "Created", "headers": CREATED}})
 async def create_task(
     data: TaskCreate,
     user: CurrentUser,
@@ -158,7 +188,7 @@ async def create_task(
     return _with_etag(response, task)
 
 
-@tasks.get("")
+@tasks.get("", responses={200: {"description": "A page of tasks", "headers": PAGE}})
 async def list_tasks(
     query: Annotated[TaskQuery, Query()], user: CurrentUser, db: Db, response: Response, settings: AppSettings
 ) -> TaskPage:
@@ -173,13 +203,21 @@ async def list_tasks(
     return TaskPage(items=items, total=total, limit=query.limit, offset=offset, next_cursor=next_cursor)
 
 
-@tasks.get("/{task_id}", response_model=Task, responses={**problems(404), 304: {"description": "Not Modified"}})
+@tasks.get(
+    "/{task_id}",
+    response_model=Task,
+    responses={
+        **problems(404),
+        200: {"description": "The task", "headers": ETAG},
+        304: {"description": "Not Modified: your copy is current", "headers": ETAG},
+    },
+)
 async def read_task(
     task_id: TaskId,
     user: CurrentUser,
     db: Db,
     response: Response,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: IfNoneMatch = None,
 ) -> Task | Response:
     task = await db.get_task(task_id, owner_scope(user))
     if not_modified(if_none_match, etag(task)):
@@ -187,7 +225,7 @@ async def read_task(
     return _with_etag(response, task)
 
 
-@tasks.put("/{task_id}", responses=problems(404, 412, 413))
+@tasks.put("/{task_id}", responses={**problems(404, 412, 413), 200: {"description": "The task", "headers": ETAG}})
 async def replace_task(
     task_id: TaskId, data: TaskCreate, user: CurrentUser, db: Db, response: Response, if_match: IfMatch = None
 ) -> Task:
@@ -196,7 +234,7 @@ async def replace_task(
     return _with_etag(response, task)
 
 
-@tasks.patch("/{task_id}", responses=problems(404, 412, 413))
+@tasks.patch("/{task_id}", responses={**problems(404, 412, 413), 200: {"description": "The task", "headers": ETAG}})
 async def update_task(
     task_id: TaskId, data: TaskPatch, user: CurrentUser, db: Db, response: Response, if_match: IfMatch = None
 ) -> Task:
@@ -241,7 +279,8 @@ def open_storage(settings: Settings) -> Storage:
 async def seed(db: Storage, settings: Settings) -> None:
     """Demo data into an empty store (when enabled), then the configured admin account."""
     if settings.load_demo_data and await db.count_users() == 0:
-        await load_demo_data(db)
+        with suppress(EmailTaken):  # another worker, starting at the same moment, seeded first
+            await load_demo_data(db)
     if settings.admin_email and settings.admin_password:
         await db.ensure_admin(settings.admin_email.strip().lower(), await hash_password(settings.admin_password))
 

@@ -184,6 +184,30 @@ def test_both_workers_migrate_a_brand_new_sqlite_file(attempt: int, tmp_path: Pa
         engine.dispose()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_workers_seed_a_fresh_store_once(attempt: int, tmp_path: Path) -> None:
+    """Both workers find the new file empty and race to load the demo data and the admin:
+    the loser must start anyway, and the data must exist exactly once."""
+    database = tmp_path / f"seeded-{attempt}.db"
+    environment = app_env(
+        f"sqlite:///{database}", DEMO_DATA="true", ADMIN_EMAIL="boss@example.com", ADMIN_PASSWORD=PASSWORD
+    )
+    with live_server(environment, tmp_path, workers=WORKERS) as server:
+        log = server.log()
+        assert log.count("Application startup complete.") == WORKERS
+        assert "Traceback" not in log
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as connection:
+            emails = connection.scalars(select(db_models.User.email).order_by(db_models.User.email)).all()
+            tasks = connection.scalar(select(func.count()).select_from(db_models.Task))
+    finally:
+        engine.dispose()
+    assert emails == ["admin@example.com", "alice@example.com", "bob@example.com", "boss@example.com"]
+    assert tasks == 12
+
+
 def test_deployment_files_run_the_tested_commands() -> None:
     """The Dockerfile serves the app as these tests do, and compose migrates before serving."""
     cmd = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
