@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 
 from models import Problem, ValidationIssue
@@ -70,8 +71,23 @@ def allowed_methods(request: Request) -> str:
     )
 
 
+def _printable(text: str) -> str:
+    """A lone surrogate from a JSON `\\ud800` escape cannot be encoded; echo it as `?`."""
+    return text.encode("utf-8", "replace").decode()
+
+
+def _unparsable_body(error: HTTPException) -> bool:
+    """FastAPI and Starlette answer 400 for a body they cannot parse at all: JSON that is not
+    UTF-8 or nested too deep, broken multipart. The contract wants 415 or 422 for such bodies."""
+    reason = error.__cause__ or error.__context__
+    return error.status_code == 400 and isinstance(reason, ValueError | RecursionError | MultiPartException)
+
+
 async def _http_exception(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
+    if _unparsable_body(error):
+        issue = ValidationIssue(loc=["body"], msg=str(error.detail), type="body_unparsable")
+        return problem_response(422, "The request body could not be parsed", errors=[issue])
     headers = dict(error.headers or {})
     if error.status_code == 405:
         headers["Allow"] = allowed_methods(request)
@@ -83,8 +99,8 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     issues = [
         ValidationIssue(
-            loc=[str(part) if not isinstance(part, int) else part for part in issue["loc"]],
-            msg=issue["msg"],
+            loc=[_printable(str(part)) if not isinstance(part, int) else part for part in issue["loc"]],
+            msg=_printable(issue["msg"]),
             type=issue["type"],
         )
         for issue in error.errors()
@@ -108,9 +124,13 @@ STORAGE_ERROR_STATUS: dict[type[StorageError], int] = {
 
 
 async def _storage_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StorageError)
     status = STORAGE_ERROR_STATUS[type(error)]
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
-    return problem_response(status, str(error), headers)
+    errors = None
+    if isinstance(error, IdempotencyKeyReused):  # a 422 like any other: it says which input is at fault
+        errors = [ValidationIssue(loc=["header", "Idempotency-Key"], msg=str(error), type="idempotency_key_reused")]
+    return problem_response(status, str(error), headers, errors)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -127,8 +147,28 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": HTTPStatus(status).phrase} for status in statuses}
 
 
+def header_doc(description: str, pattern: str) -> dict[str, Any]:
+    """An OpenAPI response header that is always sent, in the shape its `pattern` gives."""
+    return {"description": description, "required": True, "schema": {"type": "string", "pattern": pattern}}
+
+
+# Added to every response by middleware.RequestContextMiddleware, errors and 304s included.
+EVERY_RESPONSE_HEADERS = {
+    "X-Request-ID": header_doc("The client's own id when sane, else a new one", r"^[A-Za-z0-9._-]{1,128}$"),
+    "Server-Timing": header_doc("Time spent in the app, in milliseconds", r"^app;dur=[0-9]+\.[0-9]+$"),
+    "X-Content-Type-Options": header_doc("Always `nosniff`", r"^nosniff$"),
+}
+RETRY_AFTER = {"Retry-After": header_doc("Seconds to wait before trying again", r"^[0-9]+$")}
+PROBLEM_HEADERS: dict[str, dict[str, Any]] = {
+    "401": {"WWW-Authenticate": header_doc("How to authenticate", r"^Bearer$")},
+    "429": RETRY_AFTER,
+    "503": RETRY_AFTER,
+}
+
+
 def install_problem_openapi(app: FastAPI) -> None:
-    """Document every error as `application/problem+json` with the `Problem` schema."""
+    """Document every error as `application/problem+json` with the `Problem` schema, and the
+    headers that responses always carry, so a schema-driven tester checks them too."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -144,10 +184,14 @@ def install_problem_openapi(app: FastAPI) -> None:
         for path_item in schema["paths"].values():
             for operation in path_item.values():
                 responses = operation["responses"]
+                # Any request can meet these two: the body limit is checked before routing.
+                responses.setdefault("413", {"description": HTTPStatus(413).phrase})
                 responses.setdefault("500", {"description": "Internal Server Error"})
                 for status, response in responses.items():
                     if int(status) >= 400:
                         response["content"] = problem_content
+                    headers = response.setdefault("headers", {})
+                    headers.update({**EVERY_RESPONSE_HEADERS, **PROBLEM_HEADERS.get(status, {})})
         app.openapi_schema = schema
         return schema
 
