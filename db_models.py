@@ -71,7 +71,8 @@ class Task(Base):
     # Lower-cased copies made in Python, so search and title sort fold case exactly like
     # the memory store on every database (SQLite's lower() only knows ASCII). PostgreSQL
     # compares them byte-wise ("C"), as SQLite and Python do, whatever the server's locale.
-    title_key: Mapped[str] = mapped_column(String(200).with_variant(String(200, collation="C"), "postgresql"))
+    # Text, not String(200): lower-casing can lengthen a title ("İ" becomes two characters).
+    title_key: Mapped[str] = mapped_column(Text().with_variant(Text(collation="C"), "postgresql"))
     description_key: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     priority: Mapped[int] = mapped_column(default=1)

@@ -101,6 +101,7 @@ VALID = [
     pytest.param({"title": "x" * 200}, {"title": "x" * 200}, id="title-200"),
     pytest.param({"title": f"  {'y' * 200}  "}, {"title": "y" * 200}, id="title-200-after-strip"),
     pytest.param({"title": "Été à Zürich ✓"}, {"title": "Été à Zürich ✓"}, id="title-non-ascii"),
+    pytest.param({"title": "İ" * 200}, {"title": "İ" * 200}, id="title-200-lengthening-when-lowered"),
     pytest.param({"description": "d" * 2000}, {"description": "d" * 2000}, id="description-2000"),
     pytest.param({"description": ""}, {"description": ""}, id="description-empty"),
     pytest.param({"description": None}, {"description": None}, id="description-null"),

@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column(
             "title_key",
-            sa.String(length=200).with_variant(sa.String(length=200, collation="C"), "postgresql"),
+            sa.Text().with_variant(sa.Text(collation="C"), "postgresql"),
             nullable=False,
         ),
         sa.Column("description_key", sa.Text(), nullable=True),
