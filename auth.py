@@ -4,7 +4,9 @@ Hashing is slow on purpose, so it always runs in a worker thread, never on the e
 """
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from secrets import compare_digest
 from typing import Annotated
 
@@ -53,18 +55,30 @@ def create_access_token(user_id: int, settings: Settings) -> Token:
     return Token(access_token=token, expires_in=int(lifetime.total_seconds()))
 
 
-def user_id_from_token(token: str, settings: Settings) -> int:
-    """The token's subject; any expired, forged, unsigned or malformed token is a 401."""
+@lru_cache(maxsize=4096)
+def _verified_token(token: str, secret_key: str) -> tuple[int, float]:
+    """(user id, expiry) of a token PyJWT has fully verified; any bad token raises (never cached).
+
+    A client sends the same token with every request, and checking its signature costs more
+    than the rest of a small GET, so a verified token is remembered; the caller still checks
+    the expiry on every use.
+    """
     try:
-        claims = jwt.decode(
-            token, settings.secret_key, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "iat"]}
-        )
+        claims = jwt.decode(token, secret_key, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "iat"]})
     except jwt.InvalidTokenError as error:
         raise unauthorized("The access token is invalid or has expired") from error
     # Only a canonical id that fits every backend's id column: SQLite and PostgreSQL fail on larger ones.
     if not USER_ID.fullmatch(claims["sub"]) or int(claims["sub"]) > MAX_ID:
         raise unauthorized("The access token is invalid or has expired")
-    return int(claims["sub"])
+    return int(claims["sub"]), float(claims["exp"])
+
+
+def user_id_from_token(token: str, settings: Settings) -> int:
+    """The token's subject; any expired, forged, unsigned or malformed token is a 401."""
+    user_id, expires_at = _verified_token(token, settings.secret_key)
+    if expires_at <= time.time():  # the same rule PyJWT applies (no leeway)
+        raise unauthorized("The access token is invalid or has expired")
+    return user_id
 
 
 async def get_current_user(

@@ -254,6 +254,16 @@ def test_users_me_refuses_bad_tokens(client: TestClient, target: int, make_heade
     assert set(response.json()) >= {"type", "title", "status", "detail", "instance", "request_id"}
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(client: TestClient, target: int) -> None:
+    """Verified tokens are remembered for speed; the expiry must still apply on every use."""
+    expires_at = int(time.time()) + 2  # JWT expiry has whole-second resolution
+    token = _signed(_claims(target, exp=expires_at))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/users/me", headers=headers).status_code == 200
+    time.sleep(expires_at - time.time() + 0.05)
+    assert_unauthorized(client.get("/users/me", headers=headers))
+
+
 def test_tokens_are_bound_to_the_secret_key(storage: Storage) -> None:
     """Tokens are bound to SECRET_KEY: rotating it logs everyone out."""
     with running(make_settings(), storage) as client:
