@@ -318,7 +318,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit, settings.rate_limit_storage)
-    for routes in (router, tasks, admin):
+    for routes in (tasks, router, admin):  # the busiest routes are matched first
         app.include_router(routes)
     install_problem_handlers(app)
     install_problem_openapi(app)
