@@ -1,21 +1,44 @@
-"""The SQL backend: plain SQLAlchemy functions, and `SqlStore`, which runs them off the event loop.
+"""The SQL backend: plain SQLAlchemy Core functions, and `SqlStore`, which runs them off the event loop.
 
-Each function takes a `Session` and does one short transaction's work, like a flaskr
-view's queries. `SqlStore` opens the session in a worker thread (blocking SQL must never
+Each function takes a `Connection` and does one short transaction's work, like a flaskr
+view's queries. `SqlStore` opens the connection in a worker thread (blocking SQL must never
 run on the event loop) and turns lost connections and lock timeouts into a 503.
+
+Speed (measured with bench/): these are Core statements, not ORM queries, so rows become API
+models directly, with no Session, identity map or ORM objects in between, and a task's tags come
+in the same query. `db_models.py` still describes the tables, for Alembic and for Core.
 """
 
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import partial
+from functools import cache, partial
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, delete, func, or_, select, text, tuple_
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    ScalarSelect,
+    Select,
+    String,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import QueuePool
 from starlette.concurrency import run_in_threadpool
 
@@ -39,137 +62,214 @@ from storage import (
 
 T = TypeVar("T")
 
+TABLES = db_models.Base.metadata.tables
+USERS, TASKS, TASK_TAGS, KEYS = TABLES["users"], TABLES["tasks"], TABLES["task_tags"], TABLES["idempotency_keys"]
+USER_COLUMNS = (USERS.c.id, USERS.c.email, USERS.c.is_admin, USERS.c.created_at)
+TASK_FIELDS = ("id", "title", "description", "status", "priority", "due_date", "owner_id")
+TASK_COLUMNS = tuple(TASKS.c[name] for name in (*TASK_FIELDS, "created_at", "updated_at", "version"))
+
 
 # --- users -------------------------------------------------------------------
 
 
-def create_user(session: Session, email: str, password_hash: str, is_admin: bool = False) -> User:
-    row = db_models.User(email=email, password_hash=password_hash, is_admin=is_admin, created_at=utc_now())
-    session.add(row)
-    session.flush()
-    return User.model_validate(row)
+def create_user(connection: Connection, email: str, password_hash: str, is_admin: bool = False) -> User:
+    created_at = utc_now()
+    values = {"email": email, "password_hash": password_hash, "is_admin": is_admin, "created_at": created_at}
+    user_id = connection.execute(insert(USERS).values(values).returning(USERS.c.id)).scalar_one()
+    return User(id=user_id, email=email, is_admin=is_admin, created_at=created_at)
 
 
-def get_user(session: Session, user_id: int) -> User | None:
-    row = session.get(db_models.User, user_id)
-    return User.model_validate(row) if row else None
+USER_BY_ID = select(*USER_COLUMNS).where(USERS.c.id == bindparam("user_id"))
 
 
-def get_credentials(session: Session, email: str) -> UserCredentials | None:
-    row = session.scalar(select(db_models.User).where(db_models.User.email == email))
-    return UserCredentials(User.model_validate(row), row.password_hash) if row else None
+def get_user(connection: Connection, user_id: int) -> User | None:
+    row = connection.execute(USER_BY_ID, {"user_id": user_id}).first()
+    return User.model_validate(row._asdict()) if row else None
 
 
-def ensure_admin(session: Session, email: str, password_hash: str) -> User:
-    row = session.scalar(select(db_models.User).where(db_models.User.email == email))
+def get_credentials(connection: Connection, email: str) -> UserCredentials | None:
+    statement = select(*USER_COLUMNS, USERS.c.password_hash).where(USERS.c.email == email)
+    row = connection.execute(statement).first()
     if row is None:
-        return create_user(session, email, password_hash, is_admin=True)
-    row.is_admin, row.password_hash = True, password_hash
-    return User.model_validate(row)
+        return None
+    return UserCredentials(User.model_validate(row._asdict()), row.password_hash)
 
 
-def list_users(session: Session) -> list[User]:
-    return [User.model_validate(row) for row in session.scalars(select(db_models.User).order_by(db_models.User.id))]
+def ensure_admin(connection: Connection, email: str, password_hash: str) -> User:
+    row = connection.execute(select(*USER_COLUMNS).where(USERS.c.email == email)).first()
+    if row is None:
+        return create_user(connection, email, password_hash, is_admin=True)
+    values = {"is_admin": True, "password_hash": password_hash}
+    connection.execute(update(USERS).where(USERS.c.id == row.id).values(values))
+    return User.model_validate({**row._asdict(), "is_admin": True})
 
 
-def count_users(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(db_models.User)) or 0
+def list_users(connection: Connection) -> list[User]:
+    rows = connection.execute(select(*USER_COLUMNS).order_by(USERS.c.id))
+    return [User.model_validate(row._asdict()) for row in rows]
+
+
+def count_users(connection: Connection) -> int:
+    return connection.scalar(select(func.count()).select_from(USERS)) or 0
 
 
 # --- tasks -------------------------------------------------------------------
 
 
-def _set_fields(row: db_models.Task, fields: dict[str, Any]) -> None:
-    """Copy API fields onto a row, keeping the derived search columns and tag rows in step."""
-    for name, value in fields.items():
-        if name == "tags":
-            row.tag_rows = [db_models.TaskTag(position=index, tag=tag) for index, tag in enumerate(value)]
-        else:
-            setattr(row, name, value)
-    row.title_key = row.title.lower()
-    row.description_key = row.description.lower() if row.description is not None else None
+@cache  # statements are immutable: build each dialect's once
+def _select_tasks_on(dialect: str) -> Select[Any]:
+    return select(*TASK_COLUMNS, _tag_list(dialect).label("tags"))
 
 
-def _find(session: Session, task_id: int, owner_id: int | None, for_update: bool = False) -> db_models.Task:
-    statement = select(db_models.Task).where(db_models.Task.id == task_id)
-    if owner_id is not None:
-        statement = statement.where(db_models.Task.owner_id == owner_id)
+def _tag_list(dialect: str) -> ScalarSelect[Any]:
+    """A task's tags in order, as one list column, so a task (or a page) is one query, not two."""
+    if dialect == "postgresql":
+        tags = func.array_agg(aggregate_order_by(TASK_TAGS.c.tag, TASK_TAGS.c.position), type_=ARRAY(String))
+        aggregate = func.coalesce(tags, literal_column("'{}'::varchar[]"), type_=ARRAY(String))
+        return select(aggregate).where(TASK_TAGS.c.task_id == TASKS.c.id).scalar_subquery()
+    # SQLite (3.40) has no ORDER BY inside an aggregate: aggregate a subquery read in position order.
+    this_task = TASK_TAGS.c.task_id == TASKS.c.id
+    ordered = select(TASK_TAGS.c.tag).where(this_task).order_by(TASK_TAGS.c.position).correlate(TASKS).subquery()
+    return select(func.json_group_array(ordered.c.tag, type_=JSON)).scalar_subquery()
+
+
+def _select_tasks(connection: Connection) -> Select[Any]:
+    return _select_tasks_on(connection.dialect.name)
+
+
+def _task(row: Row[Any] | Mapping[str, Any]) -> Task:
+    return Task.model_validate(row._asdict() if isinstance(row, Row) else row)
+
+
+def _search_keys(fields: dict[str, Any]) -> dict[str, Any]:
+    """The lower-cased copies of title and description that search and title sort use."""
+    keys = {}
+    if "title" in fields:
+        keys["title_key"] = fields["title"].lower()
+    if "description" in fields:
+        keys["description_key"] = fields["description"].lower() if fields["description"] is not None else None
+    return keys
+
+
+INSERT_TAGS = insert(TASK_TAGS)
+
+
+def _insert_tags(connection: Connection, task_id: int, tags: list[str]) -> None:
+    if tags:
+        rows = [{"task_id": task_id, "position": index, "tag": tag} for index, tag in enumerate(tags)]
+        connection.execute(INSERT_TAGS, rows)
+
+
+@cache  # built once with bindparam()s: SQLAlchemy then reuses its cache key and compiled SQL
+def _select_task_by_id(dialect: str, owned: bool, for_update: bool) -> Select[Any]:
+    statement = _select_tasks_on(dialect).where(TASKS.c.id == bindparam("task_id"))
+    if owned:
+        statement = statement.where(TASKS.c.owner_id == bindparam("owner_id"))
     if for_update:  # PostgreSQL: lock the row so check-then-write is atomic; SQLite holds the write lock already
-        statement = statement.with_for_update()
-    row = session.scalar(statement)
+        statement = statement.with_for_update(of=TASKS)
+    return statement
+
+
+def _find(connection: Connection, task_id: int, owner_id: int | None, for_update: bool = False) -> Row[Any]:
+    statement = _select_task_by_id(connection.dialect.name, owner_id is not None, for_update)
+    row = connection.execute(statement, {"task_id": task_id, "owner_id": owner_id}).first()
     if row is None:
         raise TaskNotFound(task_id)
     return row
 
 
-def _check(row: db_models.Task, precondition: Precondition | None) -> None:
+def _check(row: Row[Any], precondition: Precondition | None) -> None:
     if precondition is not None and not precondition.allows(row.version):
         raise PreconditionFailed(row.id)
 
 
+def _replay(connection: Connection, owner_id: int, idempotency: IdempotencyRequest) -> Task | None:
+    """The remembered answer for this key, or None when the key is new or expired (then it is freed)."""
+    this_key = (KEYS.c.owner_id == owner_id) & (KEYS.c.key == idempotency.key)
+    earlier = connection.execute(select(KEYS.c.fingerprint, KEYS.c.response_body, KEYS.c.created_at).where(this_key))
+    row = earlier.first()
+    if row is None:
+        return None
+    if row.created_at >= idempotency.not_before:
+        if row.fingerprint != idempotency.fingerprint:
+            raise IdempotencyKeyReused()
+        return Task.model_validate_json(row.response_body)
+    connection.execute(delete(KEYS).where(this_key))  # expired: the key may be used afresh
+    return None
+
+
+INSERT_TASK = insert(TASKS).returning(TASKS.c.id)
+
+
 def create_task(
-    session: Session, owner_id: int, data: TaskCreate, idempotency: IdempotencyRequest | None = None
+    connection: Connection, owner_id: int, data: TaskCreate, idempotency: IdempotencyRequest | None = None
 ) -> Task:
-    if idempotency is not None:
-        earlier = session.get(db_models.IdempotencyKey, (owner_id, idempotency.key))
-        if earlier is not None and earlier.created_at >= idempotency.not_before:
-            if earlier.fingerprint != idempotency.fingerprint:
-                raise IdempotencyKeyReused()
-            return Task.model_validate_json(earlier.response_body)
-        if earlier is not None:  # expired: the key may be used afresh
-            session.delete(earlier)
-            session.flush()
+    if idempotency is not None and (earlier := _replay(connection, owner_id, idempotency)) is not None:
+        return earlier
     now = utc_now()
-    row = db_models.Task(owner_id=owner_id, created_at=now, updated_at=now)
-    _set_fields(row, data.model_dump())
-    session.add(row)
-    session.flush()
-    task = Task.model_validate(row)
+    fields = data.model_dump()
+    tags = fields.pop("tags")
+    values = {**fields, **_search_keys(fields), "owner_id": owner_id, "created_at": now, "updated_at": now}
+    task_id = connection.execute(INSERT_TASK, {**values, "version": 1}).scalar_one()
+    _insert_tags(connection, task_id, tags)
+    task = Task(id=task_id, tags=tags, owner_id=owner_id, created_at=now, updated_at=now, version=1, **fields)
     if idempotency is not None:
-        session.add(
-            db_models.IdempotencyKey(
-                owner_id=owner_id,
-                key=idempotency.key,
-                fingerprint=idempotency.fingerprint,
-                response_body=task.model_dump_json(),
-                created_at=now,
-            )
-        )
+        response_body = task.model_dump_json()
+        key = {"owner_id": owner_id, "key": idempotency.key, "fingerprint": idempotency.fingerprint}
+        connection.execute(insert(KEYS).values(**key, response_body=response_body, created_at=now))
     return task
 
 
-def get_task(session: Session, task_id: int, owner_id: int | None) -> Task:
-    return Task.model_validate(_find(session, task_id, owner_id))
+def get_task(connection: Connection, task_id: int, owner_id: int | None) -> Task:
+    return _task(_find(connection, task_id, owner_id))
+
+
+# The SET columns come from the parameters of each call; the statement itself is built once.
+UPDATE_TASK_IF_UNCHANGED = update(TASKS).where(
+    TASKS.c.id == bindparam("task_id"), TASKS.c.version == bindparam("read_version")
+)
 
 
 def update_task(
-    session: Session, task_id: int, owner_id: int | None, changes: dict[str, Any], precondition: Precondition | None
+    connection: Connection,
+    task_id: int,
+    owner_id: int | None,
+    changes: dict[str, Any],
+    precondition: Precondition | None,
 ) -> Task:
-    row = _find(session, task_id, owner_id, for_update=True)
+    row = _find(connection, task_id, owner_id, for_update=True)
     _check(row, precondition)
-    _set_fields(row, {**changes, "updated_at": utc_now()})
-    session.flush()  # UPDATE … WHERE id = ? AND version = ? (the mapper's version_id_col)
-    return Task.model_validate(row)
+    fields = {name: value for name, value in changes.items() if name != "tags"}
+    values = {**fields, **_search_keys(fields), "updated_at": utc_now(), "version": row.version + 1}
+    # The conditional UPDATE: WHERE id = ? AND version = ? matches nothing if someone wrote first.
+    where = {"task_id": task_id, "read_version": row.version}
+    if connection.execute(UPDATE_TASK_IF_UNCHANGED, {**values, **where}).rowcount != 1:
+        raise PreconditionFailed(task_id)
+    if "tags" in changes:
+        connection.execute(delete(TASK_TAGS).where(TASK_TAGS.c.task_id == task_id))
+        _insert_tags(connection, task_id, changes["tags"])
+    # The answer is the row we read plus what we wrote: no second read needed.
+    return _task({**row._asdict(), **changes, **values})
 
 
-def delete_task(session: Session, task_id: int, owner_id: int | None, precondition: Precondition | None) -> None:
-    row = _find(session, task_id, owner_id, for_update=True)
+def delete_task(connection: Connection, task_id: int, owner_id: int | None, precondition: Precondition | None) -> None:
+    row = _find(connection, task_id, owner_id, for_update=True)
     _check(row, precondition)
-    session.delete(row)
-    session.flush()
+    statement = delete(TASKS).where(TASKS.c.id == task_id, TASKS.c.version == row.version)  # tags cascade
+    if connection.execute(statement).rowcount != 1:
+        raise PreconditionFailed(task_id)
 
 
-def delete_all_tasks(session: Session) -> int:
-    result = session.execute(delete(db_models.Task))
-    return int(getattr(result, "rowcount", 0))
+def delete_all_tasks(connection: Connection) -> int:
+    return connection.execute(delete(TASKS)).rowcount
 
 
-SORT_COLUMNS: dict[SortField, InstrumentedAttribute[Any]] = {
-    SortField.created_at: db_models.Task.created_at,
-    SortField.updated_at: db_models.Task.updated_at,
-    SortField.priority: db_models.Task.priority,
-    SortField.title: db_models.Task.title_key,
-    SortField.due_date: db_models.Task.due_date,
+SORT_COLUMNS: dict[SortField, ColumnElement[Any]] = {
+    SortField.created_at: TASKS.c.created_at,
+    SortField.updated_at: TASKS.c.updated_at,
+    SortField.priority: TASKS.c.priority,
+    SortField.title: TASKS.c.title_key,
+    SortField.due_date: TASKS.c.due_date,
 }
 
 
@@ -178,16 +278,18 @@ def _escape_like(text_value: str) -> str:
 
 
 def _filters(owner_id: int | None, query: TaskQuery) -> list[ColumnElement[bool]]:
-    task = db_models.Task
+    task = TASKS.c
     conditions: list[ColumnElement[bool]] = []
     if owner_id is not None:
         conditions.append(task.owner_id == owner_id)
-    if query.status:
+    if len(query.status) == 1:  # `=` rather than `IN (…)`: the planner then walks the status index in sort order
+        conditions.append(task.status == query.status[0].value)
+    elif query.status:
         conditions.append(task.status.in_([status.value for status in query.status]))
     if query.priority is not None:
         conditions.append(task.priority == query.priority)
     for tag in query.tag:
-        tagged = select(db_models.TaskTag.task_id).where(db_models.TaskTag.tag == tag)
+        tagged = select(TASK_TAGS.c.task_id).where(TASK_TAGS.c.tag == tag)
         conditions.append(task.id.in_(tagged))
     if query.q is not None:
         pattern = f"%{_escape_like(query.q.lower())}%"
@@ -203,7 +305,7 @@ def _filters(owner_id: int | None, query: TaskQuery) -> list[ColumnElement[bool]
 
 def _after(position: SortPosition, query: TaskQuery) -> ColumnElement[bool]:
     """The keyset predicate: rows that sort strictly after the cursor's position."""
-    column, task_id = SORT_COLUMNS[query.sort_by], db_models.Task.id
+    column, task_id = SORT_COLUMNS[query.sort_by], TASKS.c.id
     descending = query.order is SortOrder.desc
     if position.value is None:  # inside the trailing block of tasks without a due date
         return column.is_(None) & (task_id < position.task_id if descending else task_id > position.task_id)
@@ -212,18 +314,18 @@ def _after(position: SortPosition, query: TaskQuery) -> ColumnElement[bool]:
     return or_(column.is_(None), beyond) if query.sort_by is SortField.due_date else beyond
 
 
-def list_tasks(session: Session, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
+def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
     query = listing.query
     conditions = _filters(owner_id, query)
-    total = session.scalar(select(func.count()).select_from(db_models.Task).where(*conditions)) or 0
+    total = connection.scalar(select(func.count()).select_from(TASKS).where(*conditions)) or 0
     column = SORT_COLUMNS[query.sort_by]
     descending = query.order is SortOrder.desc
     statement = (
-        select(db_models.Task)
+        _select_tasks(connection)
         .where(*conditions)
         .order_by(
             (column.desc() if descending else column.asc()).nulls_last(),
-            db_models.Task.id.desc() if descending else db_models.Task.id.asc(),
+            TASKS.c.id.desc() if descending else TASKS.c.id.asc(),
         )
         .limit(query.limit + 1)
     )
@@ -231,14 +333,17 @@ def list_tasks(session: Session, owner_id: int | None, listing: TaskListing) -> 
         statement = statement.where(_after(listing.after, query))
     else:
         statement = statement.offset(query.offset or 0)
-    return [Task.model_validate(row) for row in session.scalars(statement)], total
+    return [_task(row) for row in connection.execute(statement)], total
 
 
-def ping(session: Session) -> None:
-    session.execute(text("SELECT 1"))
+def ping(connection: Connection) -> None:
+    connection.execute(text("SELECT 1"))
 
 
 # --- the Storage implementation ----------------------------------------------
+
+USER_CACHE_SECONDS = 5.0
+USER_CACHE_SIZE = 10_000
 
 
 class SqlStore:
@@ -247,13 +352,18 @@ class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.kind: StorageKind = "sqlite" if engine.dialect.name == "sqlite" else "postgresql"
         self.engine = engine
-        self._reading = sessionmaker(engine, expire_on_commit=False)
-        self._writing = sessionmaker(writer(engine), expire_on_commit=False)
+        self._writer = writer(engine)
         # SQLite has one writer at a time. Writers of this process queue on a lock, which wakes
         # the next one at once; SQLite's busy handler polls, so under load it can starve a thread
         # until its timeout. The wait is bounded by the engine's own (STORAGE_TIMEOUT_SECONDS).
         self._sqlite_writers = threading.Lock() if self.kind == "sqlite" else None
         self._wait_seconds = engine.pool.timeout() if isinstance(engine.pool, QueuePool) else -1
+        # Every request loads its user; remembering users for a few seconds saves a query and a
+        # thread hop per request. Trade-off: another worker's change to a user (only `ensure_admin`
+        # at startup can change one; the API never deletes users) shows here up to 5 s late, and
+        # the first seconds of an outage may still answer /users/me until a storage call fails.
+        # Misses are never remembered, so a token for an unknown id is refused every time.
+        self._users: dict[int, tuple[float, User]] = {}
 
     @contextmanager
     def _turn(self, write: bool) -> Iterator[None]:
@@ -268,17 +378,18 @@ class SqlStore:
         finally:
             self._sqlite_writers.release()
 
-    async def _run(self, work: Callable[[Session], T], write: bool = False) -> T:
+    async def _run(self, work: Callable[[Connection], T], write: bool = False) -> T:
         def in_transaction() -> T:
-            with self._turn(write), (self._writing if write else self._reading).begin() as session:
-                return work(session)
+            with self._turn(write), (self._writer if write else self.engine).begin() as connection:
+                return work(connection)
 
         try:
             return await run_in_threadpool(in_transaction)
         except (OperationalError, PoolTimeout) as error:  # locked past the timeout, or unreachable
+            self._users.clear()  # so an outage shows on every route, /users/me included, from now on
             raise StorageUnavailable() from error
 
-    async def _write_retrying_a_lost_race(self, work: Callable[[Session], T]) -> T:
+    async def _write_retrying_a_lost_race(self, work: Callable[[Connection], T]) -> T:
         """Check-then-insert work (an Idempotency-Key, the startup admin): when a concurrent
         transaction inserted the same key first (PostgreSQL), the retry finds its row instead."""
         try:
@@ -302,13 +413,23 @@ class SqlStore:
             raise EmailTaken() from error
 
     async def get_user(self, user_id: int) -> User | None:
-        return await self._run(partial(get_user, user_id=user_id))
+        cached = self._users.get(user_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        user = await self._run(partial(get_user, user_id=user_id))
+        if user is not None:
+            if len(self._users) >= USER_CACHE_SIZE:  # a crude bound: start afresh rather than grow forever
+                self._users.clear()
+            self._users[user_id] = (time.monotonic() + USER_CACHE_SECONDS, user)
+        return user
 
     async def get_credentials(self, email: str) -> UserCredentials | None:
         return await self._run(partial(get_credentials, email=email))
 
     async def ensure_admin(self, email: str, password_hash: str) -> User:
-        return await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
+        user = await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
+        self._users.pop(user.id, None)
+        return user
 
     async def list_users(self) -> list[User]:
         return await self._run(list_users)
@@ -328,17 +449,10 @@ class SqlStore:
         self, task_id: int, owner_id: int | None, changes: dict[str, Any], precondition: Precondition | None
     ) -> Task:
         work = partial(update_task, task_id=task_id, owner_id=owner_id, changes=changes, precondition=precondition)
-        try:
-            return await self._run(work, True)
-        except StaleDataError as error:  # the conditional UPDATE matched no row: someone wrote first
-            raise PreconditionFailed(task_id) from error
+        return await self._run(work, True)
 
     async def delete_task(self, task_id: int, owner_id: int | None, precondition: Precondition | None) -> None:
-        work = partial(delete_task, task_id=task_id, owner_id=owner_id, precondition=precondition)
-        try:
-            await self._run(work, True)
-        except StaleDataError as error:
-            raise PreconditionFailed(task_id) from error
+        await self._run(partial(delete_task, task_id=task_id, owner_id=owner_id, precondition=precondition), True)
 
     async def list_tasks(self, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
         return await self._run(partial(list_tasks, owner_id=owner_id, listing=listing))
