@@ -17,7 +17,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names, so migrations can drop or alter them on every database.
 NAMING_CONVENTION = {
@@ -79,11 +79,7 @@ class Task(Base):
     due_date: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    version: Mapped[int] = mapped_column(default=1)  # bumped on every write; the ETag
-
-    tag_rows: Mapped[list["TaskTag"]] = relationship(
-        order_by="TaskTag.position", cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
-    )
+    version: Mapped[int] = mapped_column(default=1)  # bumped by every write (crud.py); the ETag
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'in_progress', 'completed', 'cancelled')", name="status"),
@@ -96,12 +92,6 @@ class Task(Base):
         Index("ix_tasks_owner_due", "owner_id", "due_date", "id"),
         Index("ix_tasks_owner_status_priority", "owner_id", "status", "priority", "created_at", "id"),
     )
-
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads it once, at class creation  # every UPDATE/DELETE checks and bumps it
-
-    @property
-    def tags(self) -> list[str]:
-        return [row.tag for row in self.tag_rows]
 
 
 class TaskTag(Base):
