@@ -29,11 +29,11 @@ from storage import (
     Precondition,
     PreconditionFailed,
     SortPosition,
-    SortValue,
     StorageKind,
     TaskListing,
     TaskNotFound,
     UserCredentials,
+    sort_value,
     utc_now,
 )
 
@@ -132,14 +132,6 @@ def matches(row: Row, query: TaskQuery) -> bool:
     if query.due_before is not None and (row.due_date is None or row.due_date > query.due_before):
         return False
     return query.due_after is None or (row.due_date is not None and row.due_date >= query.due_after)
-
-
-def sort_value(row: Row, sort_by: SortField) -> SortValue:
-    """The value a task is ordered by (titles case-insensitively), as `storage.sort_value` defines it."""
-    if sort_by is SortField.title:
-        return row.title.lower()
-    value: SortValue = getattr(row, sort_by.value)
-    return value
 
 
 def in_listing_order(rows: list[Row], query: TaskQuery) -> list[Row]:
