@@ -29,6 +29,7 @@ from storage import (
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._-]{1,128}"  # a client's X-Request-ID is echoed only if it matches
 RETRY_AFTER_SECONDS = "5"
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -154,7 +155,7 @@ def header_doc(description: str, pattern: str) -> dict[str, Any]:
 
 # Added to every response by middleware.RequestContextMiddleware, errors and 304s included.
 EVERY_RESPONSE_HEADERS = {
-    "X-Request-ID": header_doc("The client's own id when sane, else a new one", r"^[A-Za-z0-9._-]{1,128}$"),
+    "X-Request-ID": header_doc("The client's own id when sane, else a new one", rf"^{REQUEST_ID_PATTERN}$"),
     "Server-Timing": header_doc("Time spent in the app, in milliseconds", r"^app;dur=[0-9]+\.[0-9]+$"),
     "X-Content-Type-Options": header_doc("Always `nosniff`", r"^nosniff$"),
 }

@@ -68,8 +68,10 @@ from storage import MAX_ID, Db, EmailTaken, IdempotencyRequest, Storage, TaskLis
 
 VERSION = "1.0.0"
 
-# RFC 9110 §13.1: `*` or a comma-separated list of entity tags; anything else is a 422.
-ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e]*"'
+# RFC 9110 §13.1: an opaque tag is quoted etagc characters; a request's If-Match or
+# If-None-Match is `*` or a comma-separated list of (possibly weak) tags; anything else is a 422.
+OPAQUE_TAG = r'"[\x21\x23-\x7e]*"'
+ENTITY_TAG = rf"(?:W/)?{OPAQUE_TAG}"
 ENTITY_TAGS = rf"^(?:\*|{ENTITY_TAG}(?:[ \t]*,[ \t]*{ENTITY_TAG})*)$"
 # 1-255 printable ASCII characters, no surrounding spaces (HTTP would strip them anyway).
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
@@ -99,7 +101,7 @@ IdempotencyKey = Annotated[
 ]
 
 # Headers that successful task responses always carry, documented so schema-driven tests check them.
-ETAG = {"ETag": header_doc("Strong validator of this version of the task", r'^"[\x21\x23-\x7e]*"$')}
+ETAG = {"ETag": header_doc("Strong validator of this version of the task", rf"^{OPAQUE_TAG}$")}
 CREATED = {**ETAG, "Location": header_doc("Where the new task lives", r"^/tasks/[0-9]+$")}
 PAGE = {
     "X-Total-Count": header_doc("Tasks matching the filters, on every page", r"^[0-9]+$"),

@@ -18,12 +18,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from errors import RequestContext, current_request, problem_response
+from errors import REQUEST_ID_PATTERN, RequestContext, current_request, problem_response
 
 access_log = logging.getLogger("tasks.access")
 error_log = logging.getLogger("tasks.error")
 
-SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+SANE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
