@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Annotated
+from typing import Annotated, Any, get_origin
 
 from fastapi import (
     APIRouter,
@@ -18,11 +18,11 @@ from fastapi import (
     Header,
     HTTPException,
     Path,
-    Query,
     Request,
     Response,
 )
-from pydantic import StringConstraints, WithJsonSchema
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from auth import (
@@ -190,9 +190,58 @@ async def create_task(
     return _with_etag(response, task)
 
 
-@tasks.get("", responses={200: {"description": "A page of tasks", "headers": PAGE}})
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """Each field of `model` as an OpenAPI query parameter, enum definitions written in place."""
+    schema = model.model_json_schema()
+    definitions = schema.get("$defs", {})
+
+    def resolved(node: Any) -> Any:
+        if isinstance(node, list):
+            return [resolved(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            node = {**definitions[node["$ref"].rpartition("/")[2]], **node}
+            del node["$ref"]
+        return {key: resolved(value) for key, value in node.items()}
+
+    return [
+        {"name": name, "in": "query", "required": False, "schema": resolved(field)}
+        | ({"description": field["description"]} if "description" in field else {})
+        for name, field in schema["properties"].items()
+    ]
+
+
+# `?status=a&status=b`: list fields take every value given, the others the last one.
+REPEATABLE = {name for name, field in TaskQuery.model_fields.items() if get_origin(field.annotation) is list}
+
+
+async def task_query(request: Request) -> TaskQuery:
+    """GET /tasks' query string as a `TaskQuery`: what `Annotated[TaskQuery, Query()]` does, by hand.
+
+    Speed: FastAPI's Query() model re-inspects every field's type on each request, a fifth of a
+    listing's cost (measured with bench/); `query_parameters` documents the same fields."""
+    params = request.query_params
+    values = {name: params.getlist(name) if name in REPEATABLE else params[name] for name in params}
+    try:
+        return TaskQuery.model_validate(values)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**issue, "loc": ("query", *issue["loc"])} for issue in error.errors(include_url=False)]
+        ) from None
+
+
+@tasks.get(
+    "",
+    responses={200: {"description": "A page of tasks", "headers": PAGE}},
+    openapi_extra={"parameters": query_parameters(TaskQuery)},
+)
 async def list_tasks(
-    query: Annotated[TaskQuery, Query()], user: CurrentUser, db: Db, response: Response, settings: AppSettings
+    query: Annotated[TaskQuery, Depends(task_query)],
+    user: CurrentUser,
+    db: Db,
+    response: Response,
+    settings: AppSettings,
 ) -> TaskPage:
     """Filter, sort and page through your tasks (an admin sees everyone's)."""
     after = decode_cursor(query.cursor, query, settings.secret_key) if query.cursor else None
