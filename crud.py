@@ -13,14 +13,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache, partial
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from functools import cache, lru_cache, partial
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     JSON,
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     Row,
     ScalarSelect,
     Select,
@@ -44,14 +46,13 @@ from starlette.concurrency import run_in_threadpool
 
 import db_models
 from database import writer
-from models import SortField, SortOrder, Task, TaskCreate, TaskQuery, User
+from models import SortField, SortOrder, Task, TaskCreate, User
 from storage import (
     EmailTaken,
     IdempotencyKeyReused,
     IdempotencyRequest,
     Precondition,
     PreconditionFailed,
-    SortPosition,
     StorageKind,
     StorageUnavailable,
     TaskListing,
@@ -277,63 +278,122 @@ def _escape_like(text_value: str) -> str:
     return text_value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _filters(owner_id: int | None, query: TaskQuery) -> list[ColumnElement[bool]]:
+@dataclass(frozen=True)
+class ListingShape:
+    """What a listing's SQL depends on, values aside. The statements are built once per shape
+    with bind parameters: building and cache-keying a fresh statement cost more than running it."""
+
+    owned: bool
+    statuses: int  # 0, 1, or 2 meaning "several"
+    priority: bool
+    tags: int
+    search: bool
+    due_before: bool
+    due_after: bool
+    sort_by: SortField
+    order: SortOrder
+    start: Literal["offset", "after value", "after null"]  # "after null": a cursor inside the trailing NULLs
+
+    @classmethod
+    def of(cls, owner_id: int | None, listing: TaskListing) -> "ListingShape":
+        query, after = listing.query, listing.after
+        return cls(
+            owned=owner_id is not None,
+            statuses=min(len(query.status), 2),
+            priority=query.priority is not None,
+            tags=len(query.tag),
+            search=query.q is not None,
+            due_before=query.due_before is not None,
+            due_after=query.due_after is not None,
+            sort_by=query.sort_by,
+            order=query.order,
+            start="offset" if after is None else "after value" if after.value is not None else "after null",
+        )
+
+
+def _listing_values(owner_id: int | None, listing: TaskListing) -> dict[str, Any]:
+    """The bind parameter values of a listing's statements (see `_listing_statements`)."""
+    query, after = listing.query, listing.after
+    statuses = [status.value for status in query.status]
+    return {
+        "owner_id": owner_id,
+        "status": statuses[0] if statuses else None,
+        "statuses": statuses,
+        "priority": query.priority,
+        "pattern": f"%{_escape_like(query.q.lower())}%" if query.q is not None else None,
+        "due_before": query.due_before,
+        "due_after": query.due_after,
+        "limit": query.limit + 1,  # one more than asked: is there a next page?
+        "offset": query.offset or 0,
+        "after_value": after.value if after is not None else None,
+        "after_id": after.task_id if after is not None else None,
+        **{f"tag_{index}": tag for index, tag in enumerate(query.tag)},
+    }
+
+
+def _filters(shape: ListingShape) -> list[ColumnElement[bool]]:
     task = TASKS.c
     conditions: list[ColumnElement[bool]] = []
-    if owner_id is not None:
-        conditions.append(task.owner_id == owner_id)
-    if len(query.status) == 1:  # `=` rather than `IN (…)`: the planner then walks the status index in sort order
-        conditions.append(task.status == query.status[0].value)
-    elif query.status:
-        conditions.append(task.status.in_([status.value for status in query.status]))
-    if query.priority is not None:
-        conditions.append(task.priority == query.priority)
-    for tag in query.tag:
-        tagged = select(TASK_TAGS.c.task_id).where(TASK_TAGS.c.tag == tag)
+    if shape.owned:
+        conditions.append(task.owner_id == bindparam("owner_id"))
+    if shape.statuses == 1:  # `=` rather than `IN (…)`: the planner then walks the status index in sort order
+        conditions.append(task.status == bindparam("status"))
+    elif shape.statuses:
+        conditions.append(task.status.in_(bindparam("statuses", expanding=True)))
+    if shape.priority:
+        conditions.append(task.priority == bindparam("priority"))
+    for index in range(shape.tags):
+        tagged = select(TASK_TAGS.c.task_id).where(TASK_TAGS.c.tag == bindparam(f"tag_{index}"))
         conditions.append(task.id.in_(tagged))
-    if query.q is not None:
-        pattern = f"%{_escape_like(query.q.lower())}%"
+    if shape.search:
+        pattern = bindparam("pattern", type_=String)
         conditions.append(
             or_(task.title_key.like(pattern, escape="\\"), task.description_key.like(pattern, escape="\\"))
         )
-    if query.due_before is not None:
-        conditions.append(task.due_date <= query.due_before)
-    if query.due_after is not None:
-        conditions.append(task.due_date >= query.due_after)
+    if shape.due_before:
+        conditions.append(task.due_date <= bindparam("due_before"))
+    if shape.due_after:
+        conditions.append(task.due_date >= bindparam("due_after"))
     return conditions
 
 
-def _after(position: SortPosition, query: TaskQuery) -> ColumnElement[bool]:
+def _after(shape: ListingShape) -> ColumnElement[bool]:
     """The keyset predicate: rows that sort strictly after the cursor's position."""
-    column, task_id = SORT_COLUMNS[query.sort_by], TASKS.c.id
-    descending = query.order is SortOrder.desc
-    if position.value is None:  # inside the trailing block of tasks without a due date
-        return column.is_(None) & (task_id < position.task_id if descending else task_id > position.task_id)
-    key, cursor_key = tuple_(column, task_id), tuple_(position.value, position.task_id)
+    column, task_id = SORT_COLUMNS[shape.sort_by], TASKS.c.id
+    after_value, after_id = bindparam("after_value", type_=column.type), bindparam("after_id", type_=Integer)
+    descending = shape.order is SortOrder.desc
+    if shape.start == "after null":  # tasks without a due date come last
+        return column.is_(None) & (task_id < after_id if descending else task_id > after_id)
+    key, cursor_key = tuple_(column, task_id), tuple_(after_value, after_id)
     beyond = key < cursor_key if descending else key > cursor_key
-    return or_(column.is_(None), beyond) if query.sort_by is SortField.due_date else beyond
+    return or_(column.is_(None), beyond) if shape.sort_by is SortField.due_date else beyond
 
 
-def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
-    query = listing.query
-    conditions = _filters(owner_id, query)
-    total = connection.scalar(select(func.count()).select_from(TASKS).where(*conditions)) or 0
-    column = SORT_COLUMNS[query.sort_by]
-    descending = query.order is SortOrder.desc
-    statement = (
-        _select_tasks(connection)
+@lru_cache(maxsize=256)
+def _listing_statements(dialect: str, shape: ListingShape) -> tuple[Select[Any], Select[Any]]:
+    """The count and the page query of one listing shape, for one SQL dialect."""
+    conditions = _filters(shape)
+    count = select(func.count()).select_from(TASKS).where(*conditions)
+    column, descending = SORT_COLUMNS[shape.sort_by], shape.order is SortOrder.desc
+    page = (
+        _select_tasks_on(dialect)
         .where(*conditions)
         .order_by(
             (column.desc() if descending else column.asc()).nulls_last(),
             TASKS.c.id.desc() if descending else TASKS.c.id.asc(),
         )
-        .limit(query.limit + 1)
+        .limit(bindparam("limit"))
     )
-    if listing.after is not None:
-        statement = statement.where(_after(listing.after, query))
-    else:
-        statement = statement.offset(query.offset or 0)
-    return [_task(row) for row in connection.execute(statement)], total
+    if shape.start == "offset":
+        return count, page.offset(bindparam("offset"))
+    return count, page.where(_after(shape))
+
+
+def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
+    count, page = _listing_statements(connection.dialect.name, ListingShape.of(owner_id, listing))
+    values = _listing_values(owner_id, listing)
+    total = connection.execute(count, values).scalar_one()
+    return [_task(row) for row in connection.execute(page, values)], total
 
 
 def ping(connection: Connection) -> None:
