@@ -21,14 +21,17 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
     ColumnElement,
     Connection,
     Engine,
+    Insert,
     Integer,
     Row,
     ScalarSelect,
     Select,
     String,
+    Table,
     bindparam,
     delete,
     func,
@@ -40,6 +43,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -66,6 +70,7 @@ T = TypeVar("T")
 
 TABLES = db_models.Base.metadata.tables
 USERS, TASKS, TASK_TAGS, KEYS = TABLES["users"], TABLES["tasks"], TABLES["task_tags"], TABLES["idempotency_keys"]
+COUNTS = TABLES["task_counts"]
 USER_COLUMNS = (USERS.c.id, USERS.c.email, USERS.c.is_admin, USERS.c.created_at)
 TASK_FIELDS = ("id", "title", "description", "status", "priority", "due_date", "owner_id")
 TASK_COLUMNS = tuple(TASKS.c[name] for name in (*TASK_FIELDS, "created_at", "updated_at", "version"))
@@ -200,6 +205,33 @@ def _replay(connection: Connection, owner_id: int, idempotency: IdempotencyReque
     return None
 
 
+@cache
+def _count_change(dialect: str) -> Insert:
+    """Add `delta` to one (owner, status, priority) count, creating the row on first use."""
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    keys: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in ("owner_id", "status", "priority")}
+    statement = insert_into(COUNTS).values(**keys, tasks=bindparam("delta"))
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={"tasks": COUNTS.c.tasks + statement.excluded.tasks}
+    )
+
+
+def _count(connection: Connection, owner_id: int, *changes: tuple[str, int, int]) -> None:
+    """Apply (status, priority, delta) changes to an owner's task counts. Always in key order, so
+    two transactions lock count rows in the same order and cannot deadlock on PostgreSQL."""
+    statement = _count_change(connection.dialect.name)
+    for status, priority, delta in sorted(changes):
+        connection.execute(statement, {"owner_id": owner_id, "status": status, "priority": priority, "delta": delta})
+
+
+def recount_tasks(connection: Connection) -> None:
+    """Rebuild every task count from the tasks table: for rows loaded with plain SQL (bench/ does)."""
+    connection.execute(delete(COUNTS))
+    key = (TASKS.c.owner_id, TASKS.c.status, TASKS.c.priority)
+    counted = select(*key, func.count()).group_by(*key)
+    connection.execute(insert(COUNTS).from_select(["owner_id", "status", "priority", "tasks"], counted))
+
+
 INSERT_TASK = insert(TASKS).returning(TASKS.c.id)
 
 
@@ -214,6 +246,7 @@ def create_task(
     values = {**fields, **_search_keys(fields), "owner_id": owner_id, "created_at": now, "updated_at": now}
     task_id = connection.execute(INSERT_TASK, {**values, "version": 1}).scalar_one()
     _insert_tags(connection, task_id, tags)
+    _count(connection, owner_id, (fields["status"], fields["priority"], 1))
     task = Task(id=task_id, tags=tags, owner_id=owner_id, created_at=now, updated_at=now, version=1, **fields)
     if idempotency is not None:
         response_body = task.model_dump_json()
@@ -250,6 +283,9 @@ def update_task(
     if "tags" in changes:
         connection.execute(delete(TASK_TAGS).where(TASK_TAGS.c.task_id == task_id))
         _insert_tags(connection, task_id, changes["tags"])
+    counted_as = (values.get("status", row.status), values.get("priority", row.priority))
+    if counted_as != (row.status, row.priority):
+        _count(connection, row.owner_id, (row.status, row.priority, -1), (*counted_as, 1))
     # The answer is the row we read plus what we wrote: no second read needed.
     return _task({**row._asdict(), **changes, **values})
 
@@ -260,10 +296,13 @@ def delete_task(connection: Connection, task_id: int, owner_id: int | None, prec
     statement = delete(TASKS).where(TASKS.c.id == task_id, TASKS.c.version == row.version)  # tags cascade
     if connection.execute(statement).rowcount != 1:
         raise PreconditionFailed(task_id)
+    _count(connection, row.owner_id, (row.status, row.priority, -1))
 
 
 def delete_all_tasks(connection: Connection) -> int:
-    return connection.execute(delete(TASKS)).rowcount
+    deleted = connection.execute(delete(TASKS)).rowcount
+    connection.execute(delete(COUNTS))
+    return deleted
 
 
 SORT_COLUMNS: dict[SortField, ColumnElement[Any]] = {
@@ -294,6 +333,11 @@ class ListingShape:
     sort_by: SortField
     order: SortOrder
     start: Literal["offset", "after value", "after null"]  # "after null": a cursor inside the trailing NULLs
+
+    @property
+    def counted(self) -> bool:
+        """Filters that `task_counts` answers: the total is a sum of counts, not a count(*)."""
+        return not (self.tags or self.search or self.due_before or self.due_after)
 
     @classmethod
     def of(cls, owner_id: int | None, listing: TaskListing) -> "ListingShape":
@@ -332,8 +376,9 @@ def _listing_values(owner_id: int | None, listing: TaskListing) -> dict[str, Any
     }
 
 
-def _filters(shape: ListingShape) -> list[ColumnElement[bool]]:
-    task = TASKS.c
+def _filters(shape: ListingShape, table: Table = TASKS) -> list[ColumnElement[bool]]:
+    """The WHERE clause on tasks or, for the filters it has columns for, on task_counts."""
+    task = table.c
     conditions: list[ColumnElement[bool]] = []
     if shape.owned:
         conditions.append(task.owner_id == bindparam("owner_id"))
@@ -374,7 +419,10 @@ def _after(shape: ListingShape) -> ColumnElement[bool]:
 def _listing_statements(dialect: str, shape: ListingShape) -> tuple[Select[Any], Select[Any]]:
     """The count and the page query of one listing shape, for one SQL dialect."""
     conditions = _filters(shape)
-    count = select(func.count()).select_from(TASKS).where(*conditions)
+    if shape.counted:
+        count = select(func.coalesce(func.sum(COUNTS.c.tasks), 0, type_=Integer)).where(*_filters(shape, COUNTS))
+    else:
+        count = select(func.count()).select_from(TASKS).where(*conditions)
     column, descending = SORT_COLUMNS[shape.sort_by], shape.order is SortOrder.desc
     page = (
         _select_tasks_on(dialect)

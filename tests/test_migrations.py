@@ -5,6 +5,7 @@ Runs on SQLite always and on PostgreSQL when TEST_POSTGRES_URL is set.
 
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, insert, inspect, select
 
 from database import alembic_config, create_db_engine, schema_is_current, upgrade_to_head, writer
 from db_models import Base
@@ -21,7 +22,7 @@ from settings import Settings
 from tests.conftest import TEST_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = {"alembic_version", "users", "tasks", "task_tags", "idempotency_keys"}
+TABLES = {"alembic_version", "users", "tasks", "task_tags", "idempotency_keys", "task_counts"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -61,6 +62,28 @@ def test_upgrade_downgrade_upgrade(empty_engine: Engine) -> None:
     upgrade_to_head(empty_engine)
     assert set(inspect(empty_engine).get_table_names()) == TABLES
     assert schema_is_current(empty_engine)
+
+
+def test_the_counts_migration_counts_the_tasks_already_stored(empty_engine: Engine) -> None:
+    config = alembic_config()
+    with writer(empty_engine).begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    now = datetime.now(UTC)
+    with empty_engine.begin() as connection:
+        users = [{"id": n, "email": f"u{n}@example.com", "password_hash": "-", "is_admin": False} for n in (1, 2)]
+        connection.execute(insert(Base.metadata.tables["users"]), [{**user, "created_at": now} for user in users])
+        groups = [(1, "pending", 1), (1, "pending", 1), (1, "completed", 3), (2, "pending", 1)]
+        tasks = [
+            {"owner_id": owner, "status": status, "priority": priority, "title": "t", "title_key": "t"}
+            | {"created_at": now, "updated_at": now, "version": 1}
+            for owner, status, priority in groups
+        ]
+        connection.execute(insert(Base.metadata.tables["tasks"]), tasks)
+    upgrade_to_head(empty_engine)
+    with empty_engine.connect() as connection:
+        counts = set(connection.execute(select(Base.metadata.tables["task_counts"])))
+    assert counts == {(1, "pending", 1, 2), (1, "completed", 3, 1), (2, "pending", 1, 1)}
 
 
 def test_a_stale_postgresql_schema_stops_startup(postgres_engine: Engine) -> None:
