@@ -442,7 +442,9 @@ def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListin
     count, page = _listing_statements(connection.dialect.name, ListingShape.of(owner_id, listing))
     values = _listing_values(owner_id, listing)
     total = connection.execute(count, values).scalar_one()
-    return [_task(row) for row in connection.execute(page, values)], total
+    rows = connection.execute(page, values)
+    names = list(rows.keys())  # once per page: Row._asdict() would rebuild the names for every row
+    return [Task.model_validate(dict(zip(names, row, strict=True))) for row in rows], total
 
 
 def ping(connection: Connection) -> None:
