@@ -424,18 +424,17 @@ def _listing_statements(dialect: str, shape: ListingShape) -> tuple[Select[Any],
     else:
         count = select(func.count()).select_from(TASKS).where(*conditions)
     column, descending = SORT_COLUMNS[shape.sort_by], shape.order is SortOrder.desc
-    page = (
-        _select_tasks_on(dialect)
-        .where(*conditions)
-        .order_by(
-            (column.desc() if descending else column.asc()).nulls_last(),
-            TASKS.c.id.desc() if descending else TASKS.c.id.asc(),
-        )
-        .limit(bindparam("limit"))
-    )
-    if shape.start == "offset":
-        return count, page.offset(bindparam("offset"))
-    return count, page.where(_after(shape))
+    ordered = column.desc() if descending else column.asc()
+    if shape.sort_by is SortField.due_date:  # the one nullable sort column; on the others NULLS LAST
+        ordered = ordered.nulls_last()  # would stop PostgreSQL reading their index backwards
+    order = (ordered, TASKS.c.id.desc() if descending else TASKS.c.id.asc())
+    # The page's ids first, from an index alone; then only those tasks are read, with their tags.
+    # Skipped rows then cost an index step each: PostgreSQL would otherwise gather the tags of
+    # every row an OFFSET skips (9,000 of them for a deep page).
+    ids = select(TASKS.c.id).where(*conditions).order_by(*order).limit(bindparam("limit"))
+    ids = ids.offset(bindparam("offset")) if shape.start == "offset" else ids.where(_after(shape))
+    page = _select_tasks_on(dialect).where(TASKS.c.id.in_(ids.scalar_subquery())).order_by(*order)
+    return count, page
 
 
 def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
