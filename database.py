@@ -5,6 +5,9 @@ SQLite gets WAL (readers never block the writer), a busy timeout, foreign keys, 
 transaction never fails half-way on a read-to-write lock upgrade.
 """
 
+import sqlite3
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ def create_db_engine(url: str, timeout_seconds: float) -> Engine:
             max_overflow=0,
             pool_timeout=timeout_seconds,
         )
-        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "connect", partial(_configure_sqlite_connection, timeout_seconds=timeout_seconds))
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
     return create_engine(
@@ -51,12 +54,27 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(**{BEGIN_IMMEDIATE: True})
 
 
-def _configure_sqlite_connection(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _configure_sqlite_connection(dbapi_connection: Any, _record: ConnectionPoolEntry, timeout_seconds: float) -> None:
     dbapi_connection.isolation_level = None  # the driver must not BEGIN by itself; see below
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+    _use_wal(cursor, timeout_seconds)
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _use_wal(cursor: sqlite3.Cursor, timeout_seconds: float) -> None:
+    """Switch the file to WAL (it stays so). On a new file SQLite refuses at once, without its
+    busy wait, while another process holds a lock, as when two workers start together: wait here."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
