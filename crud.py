@@ -415,26 +415,33 @@ def _after(shape: ListingShape) -> ColumnElement[bool]:
     return or_(column.is_(None), beyond) if shape.sort_by is SortField.due_date else beyond
 
 
-@lru_cache(maxsize=256)
-def _listing_statements(dialect: str, shape: ListingShape) -> tuple[Select[Any], Select[Any]]:
-    """The count and the page query of one listing shape, for one SQL dialect."""
-    conditions = _filters(shape)
-    if shape.counted:
-        count = select(func.coalesce(func.sum(COUNTS.c.tasks), 0, type_=Integer)).where(*_filters(shape, COUNTS))
-    else:
-        count = select(func.count()).select_from(TASKS).where(*conditions)
+def _order(shape: ListingShape) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     column, descending = SORT_COLUMNS[shape.sort_by], shape.order is SortOrder.desc
     ordered = column.desc() if descending else column.asc()
     if shape.sort_by is SortField.due_date:  # the one nullable sort column; on the others NULLS LAST
         ordered = ordered.nulls_last()  # would stop PostgreSQL reading their index backwards
-    order = (ordered, TASKS.c.id.desc() if descending else TASKS.c.id.asc())
+    return ordered, TASKS.c.id.desc() if descending else TASKS.c.id.asc()
+
+
+def page_ids(shape: ListingShape) -> Select[Any]:
+    """A page's task ids in order (one more than the limit): an index walk with no sort step,
+    for every sort and order (tests/test_query_plans.py asks both databases' planners)."""
+    ids = select(TASKS.c.id).where(*_filters(shape)).order_by(*_order(shape)).limit(bindparam("limit"))
+    return ids.offset(bindparam("offset")) if shape.start == "offset" else ids.where(_after(shape))
+
+
+@lru_cache(maxsize=256)
+def _listing_statements(dialect: str, shape: ListingShape) -> tuple[Select[Any], Select[Any]]:
+    """The count and the page query of one listing shape, for one SQL dialect."""
+    if shape.counted:
+        count = select(func.coalesce(func.sum(COUNTS.c.tasks), 0, type_=Integer)).where(*_filters(shape, COUNTS))
+    else:
+        count = select(func.count()).select_from(TASKS).where(*_filters(shape))
     # The page's ids first, from an index alone; then only those tasks are read, with their tags.
     # Skipped rows then cost an index step each: PostgreSQL would otherwise gather the tags of
     # every row an OFFSET skips (9,000 of them for a deep page).
-    ids = select(TASKS.c.id).where(*conditions).order_by(*order).limit(bindparam("limit"))
-    ids = ids.offset(bindparam("offset")) if shape.start == "offset" else ids.where(_after(shape))
-    page = _select_tasks_on(dialect).where(TASKS.c.id.in_(ids.scalar_subquery())).order_by(*order)
-    return count, page
+    in_page = TASKS.c.id.in_(page_ids(shape).scalar_subquery())
+    return count, _select_tasks_on(dialect).where(in_page).order_by(*_order(shape))
 
 
 def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -90,6 +91,11 @@ class Task(Base):
         Index("ix_tasks_owner_priority", "owner_id", "priority", "id"),
         Index("ix_tasks_owner_title", "owner_id", "title_key", "id"),
         Index("ix_tasks_owner_due", "owner_id", "due_date", "id"),
+        # Tasks without a due date come last in both orders. SQLite reads the index above
+        # either way; PostgreSQL reads it backwards only as DESC NULLS FIRST, so it gets a twin.
+        Index("ix_tasks_owner_due_desc", "owner_id", text("due_date DESC NULLS LAST"), text("id DESC")).ddl_if(
+            dialect="postgresql"
+        ),
         Index("ix_tasks_owner_status_priority", "owner_id", "status", "priority", "created_at", "id"),
     )
 
