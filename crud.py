@@ -326,7 +326,7 @@ class ListingShape:
     owned: bool
     statuses: int  # 0, 1, or 2 meaning "several"
     priority: bool
-    tags: int
+    tags: bool
     search: bool
     due_before: bool
     due_after: bool
@@ -346,7 +346,7 @@ class ListingShape:
             owned=owner_id is not None,
             statuses=min(len(query.status), 2),
             priority=query.priority is not None,
-            tags=len(query.tag),
+            tags=bool(query.tag),
             search=query.q is not None,
             due_before=query.due_before is not None,
             due_after=query.due_after is not None,
@@ -372,7 +372,8 @@ def _listing_values(owner_id: int | None, listing: TaskListing) -> dict[str, Any
         "offset": query.offset or 0,
         "after_value": after.value if after is not None else None,
         "after_id": after.task_id if after is not None else None,
-        **{f"tag_{index}": tag for index, tag in enumerate(query.tag)},
+        "tags": sorted(set(query.tag)),
+        "tag_count": len(set(query.tag)),
     }
 
 
@@ -388,8 +389,10 @@ def _filters(shape: ListingShape, table: Table = TASKS) -> list[ColumnElement[bo
         conditions.append(task.status.in_(bindparam("statuses", expanding=True)))
     if shape.priority:
         conditions.append(task.priority == bindparam("priority"))
-    for index in range(shape.tags):
-        tagged = select(TASK_TAGS.c.task_id).where(TASK_TAGS.c.tag == bindparam(f"tag_{index}"))
+    if shape.tags:  # a task carries every tag asked for when it has as many distinct ones among them
+        tags = TASK_TAGS.c.tag
+        tagged = select(TASK_TAGS.c.task_id).where(tags.in_(bindparam("tags", expanding=True)))
+        tagged = tagged.group_by(TASK_TAGS.c.task_id).having(func.count(tags.distinct()) == bindparam("tag_count"))
         conditions.append(task.id.in_(tagged))
     if shape.search:
         pattern = bindparam("pattern", type_=String)

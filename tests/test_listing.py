@@ -123,6 +123,7 @@ EVERY_TITLE = {task["title"] for task in FILTER_SEED}
         pytest.param({"tag": " HOME "}, {"Buy milk", "Plan trip", "Write report"}, id="tag-normalised"),
         pytest.param({"tag": ["home", "work"]}, {"Write report"}, id="tags-all-required"),
         pytest.param({"tag": ["home", "nowhere"]}, set(), id="tags-one-missing"),
+        pytest.param({"tag": ["home", " HOME", "work"]}, {"Write report"}, id="tags-repeated"),
         pytest.param({"tag": "work"}, {"100% done_ish \\o/", "Write report"}, id="tag-stored-lower-cased"),
         pytest.param({"q": "MILK"}, {"Buy milk"}, id="q-title-any-case"),
         pytest.param({"q": "deadline"}, {"File taxes"}, id="q-description-any-case"),
