@@ -356,7 +356,7 @@ class ListingShape:
         )
 
 
-def _listing_values(owner_id: int | None, listing: TaskListing) -> dict[str, Any]:
+def listing_values(owner_id: int | None, listing: TaskListing) -> dict[str, Any]:
     """The bind parameter values of a listing's statements (see `_listing_statements`)."""
     query, after = listing.query, listing.after
     statuses = [status.value for status in query.status]
@@ -449,7 +449,7 @@ def _listing_statements(dialect: str, shape: ListingShape) -> tuple[Select[Any],
 
 def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
     count, page = _listing_statements(connection.dialect.name, ListingShape.of(owner_id, listing))
-    values = _listing_values(owner_id, listing)
+    values = listing_values(owner_id, listing)
     total = connection.execute(count, values).scalar_one()
     rows = connection.execute(page, values)
     names = list(rows.keys())  # once per page: Row._asdict() would rebuild the names for every row

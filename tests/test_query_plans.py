@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, Select, event
 
-from crud import ListingShape, _listing_values, page_ids
+from crud import ListingShape, listing_values, page_ids
 from database import create_db_engine, upgrade_to_head
 from models import SortField, SortOrder, TaskQuery
 from storage import SortPosition, SortValue, TaskListing
@@ -56,7 +56,7 @@ def sql_sent(connection: Connection, statement: Select[Any], values: dict[str, A
 def plan(engine: Engine, listing: TaskListing) -> str:
     shape = ListingShape.of(1, listing)
     with engine.begin() as connection:
-        sql, parameters = sql_sent(connection, page_ids(shape), _listing_values(1, listing))
+        sql, parameters = sql_sent(connection, page_ids(shape), listing_values(1, listing))
         if connection.dialect.name == "sqlite":
             return "\n".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters))
         connection.exec_driver_sql("SET LOCAL enable_sort = off")
