@@ -71,8 +71,8 @@ def _use_wal(cursor: sqlite3.Cursor, timeout_seconds: float) -> None:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
-        except sqlite3.OperationalError:
-            if time.monotonic() >= deadline:
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.01)
 
