@@ -140,10 +140,6 @@ def _tag_list(dialect: str) -> ScalarSelect[Any]:
     return select(func.json_group_array(ordered.c.tag, type_=JSON)).scalar_subquery()
 
 
-def _select_tasks(connection: Connection) -> Select[Any]:
-    return _select_tasks_on(connection.dialect.name)
-
-
 def _task(row: Row[Any] | Mapping[str, Any]) -> Task:
     return Task.model_validate(row._asdict() if isinstance(row, Row) else row)
 
