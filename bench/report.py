@@ -115,7 +115,7 @@ def machine(postgres_version: str | None) -> str:
         f"FastAPI {_version('fastapi')}",
         f"Starlette {_version('starlette')}",
         f"Pydantic {_version('pydantic')}",
-        f"uvicorn {_version('uvicorn')} (uvloop {_version('uvloop')}, httptools {_version('httptools')})",
+        f"uvicorn {_version('uvicorn')} (asyncio loop, httptools {_version('httptools')})",
         f"SQLAlchemy {_version('sqlalchemy')}",
         f"SQLite {sqlite3.sqlite_version}",
         f"wrk {_wrk_version()}",

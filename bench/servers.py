@@ -42,7 +42,7 @@ def free_port() -> int:
 def uvicorn_command(app: str, port: int) -> list[str]:
     script = Path(sys.executable).with_name("uvicorn")
     launcher = [str(script)] if script.exists() else [sys.executable, "-m", "uvicorn"]
-    options = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
+    options = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "asyncio", "--no-access-log"]
     return [*launcher, app, *options, "--log-level", "warning"]
 
 

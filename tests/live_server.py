@@ -59,7 +59,7 @@ class AccessEntry:
 
 def uvicorn_command(host: str, workers: int) -> list[str]:
     """How the app is served; the Dockerfile's CMD is this, with host 0.0.0.0 and 2 workers."""
-    return ["uvicorn", "main:app", "--host", host, "--workers", str(workers)]
+    return ["uvicorn", "main:app", "--host", host, "--workers", str(workers), "--loop", "asyncio"]
 
 
 def free_port() -> int:
