@@ -2,7 +2,8 @@
 
 One uvicorn worker runs on core 0 and wrk on core 1. Each scenario gets a warm-up, a timed
 run at 32 connections and a run at 128 that mostly counts errors. The baseline runs first
-and last; every project figure is also shown as a ratio to its GET req/s. The Markdown
+and last; every project figure is also shown as a ratio to its GET req/s. The scenarios with
+ratio targets also run against `bench/floor.py` (FastAPI and the same storage, nothing else). The Markdown
 table goes to bench/results.md (the README embeds it), then the targets of issue 5 are
 checked. `--profile` adds a py-spy recording of each scenario (see bench/profile.py).
 """
@@ -226,7 +227,7 @@ class Bench:
         baseline = [x.c32.rps for x in self.measurements if x.backend == BASELINE]
         ratio = f"{m.c32.rps / baseline[0]:5.2f}{TIMES}" if baseline else "     "
         print(
-            f"{m.backend:<10} {m.tasks:>8,} {m.scenario:<9} {m.c32.rps:>8,.0f} req/s {ratio} "
+            f"{m.backend:<12} {m.tasks:>8,} {m.scenario:<9} {m.c32.rps:>8,.0f} req/s {ratio} "
             f"p50 {m.c32.p50_ms:6.1f} p99 {m.c32.p99_ms:6.1f} ms err {m.c32.errors:<4} "
             f"cpu {m.cpu_us:6,.0f} µs/req others {100 * m.cpu.others_share:3.0f}% | "
             f"c=128 {m.c128.rps:>8,.0f} req/s p99 {m.c128.p99_ms:6.1f} ms err {m.c128.errors}",
@@ -252,6 +253,18 @@ class Bench:
             deep_cursor = scenarios.cursor_to(session.server.base_url, session.token, scenarios.deep_position(tasks))
             chosen = scenarios.standard(tasks, deep_cursor)
             self.session(session, [s for s in chosen if s.name in wanted])
+
+    def floor(self, backend: str, wanted: set[str]) -> None:
+        """The ratio-target scenarios against `bench/floor.py`: FastAPI and this backend, nothing else."""
+        tasks = self.options.tasks
+        with self.database(backend, tasks) as env:
+            server = start_server("bench.floor:app", f"floor-{backend}", {**SERVER_ENV, **env}, self.pin)
+            try:
+                for scenario in scenarios.floor(tasks):
+                    if scenario.name in wanted:
+                        self.measure(report.floor_of(backend), tasks, server, "", scenario)
+            finally:
+                stop_server(server)
 
     def sqlite_scale(self) -> None:
         tasks = self.options.big_sqlite
@@ -292,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         if wanted & set(STANDARD):
             bench.standard(backend, wanted)
+        if backend in report.RATIO_BACKENDS and wanted & set(scenarios.FLOOR_NAMES):
+            bench.floor(backend, wanted)
     if "scale" in wanted and "sqlite" in backends:
         bench.sqlite_scale()
     if "scale" in wanted and "memory" in backends:

@@ -83,6 +83,14 @@ def standard(tasks: int, deep_cursor: str) -> list[Scenario]:
     ]
 
 
+FLOOR_NAMES = ("get", "filtered", "post")  # the scenarios with ratio targets
+
+
+def floor(tasks: int) -> list[Scenario]:
+    """The ratio-target scenarios, for `bench/floor.py` (which has no cursors)."""
+    return [scenario for scenario in standard(tasks, deep_cursor="") if scenario.name in FLOOR_NAMES]
+
+
 def sqlite_scale(last_cursor: str) -> list[Scenario]:
     """First against last page by cursor, and the filtered first page, over a big table."""
     return [
