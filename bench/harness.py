@@ -3,9 +3,9 @@
 One uvicorn worker runs on core 0 and wrk on core 1. Each scenario gets a warm-up, a timed
 run at 32 connections and a run at 128 that mostly counts errors. The baseline runs first
 and last; every project figure is also shown as a ratio to its GET req/s. The scenarios with
-ratio targets also run against `bench/floor.py` (FastAPI and the same storage, nothing else). The Markdown
-table goes to bench/results.md (the README embeds it), then the targets of issue 5 are
-checked. `--profile` adds a py-spy recording of each scenario (see bench/profile.py).
+ratio targets also run against `bench/floor.py` (FastAPI and the same storage, nothing
+else). The Markdown table goes to bench/results.md (the README embeds it), then the targets
+of issue 5 are checked. `--profile` adds a py-spy recording of each scenario (see bench/profile.py).
 """
 
 import argparse
@@ -260,9 +260,8 @@ class Bench:
         with self.database(backend, tasks) as env:
             server = start_server("bench.floor:app", f"floor-{backend}", {**SERVER_ENV, **env}, self.pin)
             try:
-                for scenario in scenarios.floor(tasks):
-                    if scenario.name in wanted:
-                        self.measure(report.floor_of(backend), tasks, server, "", scenario)
+                for scenario in scenarios.floor(tasks, report.RATIO_SCENARIOS & wanted):
+                    self.measure(report.floor_of(backend), tasks, server, "", scenario)
             finally:
                 stop_server(server)
 
@@ -305,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         if wanted & set(STANDARD):
             bench.standard(backend, wanted)
-        if backend in report.RATIO_BACKENDS and wanted & set(scenarios.FLOOR_NAMES):
+        if backend in report.RATIO_BACKENDS and wanted & report.RATIO_SCENARIOS:
             bench.floor(backend, wanted)
     if "scale" in wanted and "sqlite" in backends:
         bench.sqlite_scale()

@@ -188,7 +188,8 @@ RATIO_TARGETS = (
     ("sqlite", "filtered", 0.2),
     ("sqlite", "post", 0.2),
 )
-RATIO_BACKENDS = ("memory", "sqlite")
+RATIO_BACKENDS = {backend for backend, _, _ in RATIO_TARGETS}
+RATIO_SCENARIOS = {scenario for _, scenario, _ in RATIO_TARGETS}
 
 
 def floor_of(backend: str) -> str:

@@ -83,12 +83,9 @@ def standard(tasks: int, deep_cursor: str) -> list[Scenario]:
     ]
 
 
-FLOOR_NAMES = ("get", "filtered", "post")  # the scenarios with ratio targets
-
-
-def floor(tasks: int) -> list[Scenario]:
-    """The ratio-target scenarios, for `bench/floor.py` (which has no cursors)."""
-    return [scenario for scenario in standard(tasks, deep_cursor="") if scenario.name in FLOOR_NAMES]
+def floor(tasks: int, names: set[str]) -> list[Scenario]:
+    """The named standard scenarios, for `bench/floor.py` (which has no cursors)."""
+    return [scenario for scenario in standard(tasks, deep_cursor="") if scenario.name in names]
 
 
 def sqlite_scale(last_cursor: str) -> list[Scenario]:
