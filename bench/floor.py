@@ -6,6 +6,7 @@ auth, middleware, headers, query parsing or error handling. `make bench` measure
 the project, so the results show how much of each figure FastAPI and storage alone set.
 """
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db = db = open_storage(Settings())
     if db.kind == "memory":
         await seed_memory(db, int(os.environ.get("BENCH_SEED_TASKS", "0")))
+    gc.freeze()  # as main.py's lifespan does, so both pay the same for garbage collection
     yield
     await db.close()
 
