@@ -13,4 +13,4 @@ RUN useradd --system --no-create-home app
 USER app
 
 EXPOSE 8000
-CMD ["uvicorn", "main:app", "--host", "0.0.0.0", "--workers", "2", "--loop", "asyncio"]
+CMD ["uvicorn", "main:app", "--host", "0.0.0.0", "--workers", "2", "--loop", "asyncio", "--timeout-graceful-shutdown", "5"]

@@ -59,7 +59,8 @@ class AccessEntry:
 
 def uvicorn_command(host: str, workers: int) -> list[str]:
     """How the app is served; the Dockerfile's CMD is this, with host 0.0.0.0 and 2 workers."""
-    return ["uvicorn", "main:app", "--host", host, "--workers", str(workers), "--loop", "asyncio"]
+    options = ["--host", host, "--workers", str(workers), "--loop", "asyncio", "--timeout-graceful-shutdown", "5"]
+    return ["uvicorn", "main:app", *options]
 
 
 def free_port() -> int:
