@@ -56,7 +56,8 @@ async def read_task(task_id: int) -> Task:
 async def list_tasks() -> TaskPage:
     """Always the filtered page (`status=pending&priority=3&limit=20`), as the scenario asks."""
     found, total = await storage().list_tasks(USER_ID, FILTERED)
-    return TaskPage(items=found[:20], total=total, limit=20, offset=0, next_cursor=None)
+    limit = FILTERED.query.limit
+    return TaskPage(items=found[:limit], total=total, limit=limit, offset=0, next_cursor=None)
 
 
 @app.post("/tasks", status_code=201)
