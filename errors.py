@@ -4,8 +4,9 @@ Every 4xx/5xx the API sends is built by `problem_response`, so clients parse one
 and a schema-driven tester finds every status code documented.
 """
 
+import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.routing import Match
 from models import Problem, ValidationIssue
 from pagination import InvalidCursor
 from storage import (
+    AccountGone,
     EmailTaken,
     IdempotencyKeyReused,
     PreconditionFailed,
@@ -38,11 +40,20 @@ METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 class RequestContext:
     request_id: str
     path: str
+    arrived_at: float = field(default_factory=time.monotonic)  # every wait of the request counts from here
 
 
 # Set by the request middleware for each request, so any layer can build a problem body.
 current_request: ContextVar[RequestContext] = ContextVar("current_request")
 OUTSIDE_A_REQUEST = RequestContext(request_id="-", path="/")
+
+
+def seconds_left(timeout: float) -> float:
+    """What remains of `timeout` for the current request, counted from its arrival (from now
+    outside a request, as at startup): every queue a request waits in shares one budget."""
+    context = current_request.get(None)
+    started = context.arrived_at if context is not None else time.monotonic()
+    return started + timeout - time.monotonic()
 
 
 def problem_response(
@@ -116,6 +127,7 @@ async def _invalid_cursor(_: Request, error: Exception) -> JSONResponse:
 
 
 STORAGE_ERROR_STATUS: dict[type[StorageError], int] = {
+    AccountGone: 401,
     TaskNotFound: 404,
     EmailTaken: 409,
     PreconditionFailed: 412,
@@ -128,6 +140,8 @@ async def _storage_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StorageError)
     status = STORAGE_ERROR_STATUS[type(error)]
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     errors = None
     if isinstance(error, IdempotencyKeyReused):  # a 422 like any other: it says which input is at fault
         errors = [ValidationIssue(loc=["header", "Idempotency-Key"], msg=str(error), type="idempotency_key_reused")]

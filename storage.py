@@ -46,6 +46,13 @@ class IdempotencyKeyReused(StorageError):
         super().__init__("This Idempotency-Key was already used with a different request body")
 
 
+class AccountGone(StorageError):
+    """The caller's account was deleted while the request ran: answered like a revoked token."""
+
+    def __init__(self) -> None:
+        super().__init__("The access token is invalid or has expired")
+
+
 class StorageUnavailable(StorageError):
     def __init__(self) -> None:
         super().__init__("The storage is temporarily unavailable; retry shortly")
