@@ -11,7 +11,6 @@ in the same query. `db_models.py` still describes the tables, for Alembic and fo
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -63,6 +62,7 @@ from storage import (
     TaskListing,
     TaskNotFound,
     UserCredentials,
+    new_token_key,
     utc_now,
 )
 
@@ -81,32 +81,32 @@ TASK_COLUMNS = tuple(TASKS.c[name] for name in (*TASK_FIELDS, "created_at", "upd
 
 def create_user(connection: Connection, email: str, password_hash: str, is_admin: bool = False) -> User:
     created_at = utc_now()
-    values = {"email": email, "password_hash": password_hash, "is_admin": is_admin, "created_at": created_at}
-    user_id = connection.execute(insert(USERS).values(values).returning(USERS.c.id)).scalar_one()
+    statement = insert(USERS).values(
+        email=email, password_hash=password_hash, token_key=new_token_key(), is_admin=is_admin, created_at=created_at
+    )
+    user_id = connection.execute(statement.returning(USERS.c.id)).scalar_one()
     return User(id=user_id, email=email, is_admin=is_admin, created_at=created_at)
 
 
-USER_BY_ID = select(*USER_COLUMNS).where(USERS.c.id == bindparam("user_id"))
-
-
-def get_user(connection: Connection, user_id: int) -> User | None:
-    row = connection.execute(USER_BY_ID, {"user_id": user_id}).first()
+def get_user(connection: Connection, user_id: int, token_key: str) -> User | None:
+    statement = select(*USER_COLUMNS).where(USERS.c.id == user_id, USERS.c.token_key == token_key)
+    row = connection.execute(statement).first()
     return User.model_validate(row._asdict()) if row else None
 
 
 def get_credentials(connection: Connection, email: str) -> UserCredentials | None:
-    statement = select(*USER_COLUMNS, USERS.c.password_hash).where(USERS.c.email == email)
+    statement = select(*USER_COLUMNS, USERS.c.password_hash, USERS.c.token_key).where(USERS.c.email == email)
     row = connection.execute(statement).first()
     if row is None:
         return None
-    return UserCredentials(User.model_validate(row._asdict()), row.password_hash)
+    return UserCredentials(User.model_validate(row._asdict()), row.password_hash, row.token_key)
 
 
 def ensure_admin(connection: Connection, email: str, password_hash: str) -> User:
     row = connection.execute(select(*USER_COLUMNS).where(USERS.c.email == email)).first()
     if row is None:
         return create_user(connection, email, password_hash, is_admin=True)
-    values = {"is_admin": True, "password_hash": password_hash}
+    values = {"is_admin": True, "password_hash": password_hash, "token_key": new_token_key()}
     connection.execute(update(USERS).where(USERS.c.id == row.id).values(values))
     return User.model_validate({**row._asdict(), "is_admin": True})
 
@@ -459,8 +459,6 @@ def ping(connection: Connection) -> None:
 # --- the Storage implementation ----------------------------------------------
 
 SQLITE_THREADS = 4
-USER_CACHE_SECONDS = 5.0
-USER_CACHE_SIZE = 10_000
 
 
 class SqlStore:
@@ -482,12 +480,6 @@ class SqlStore:
         # until its timeout. The wait is bounded by the engine's own (STORAGE_TIMEOUT_SECONDS).
         self._sqlite_writers = threading.Lock() if self.kind == "sqlite" else None
         self._wait_seconds = engine.pool.timeout() if isinstance(engine.pool, QueuePool) else -1
-        # Every request loads its user; remembering users for a few seconds saves a query and a
-        # thread hop per request. Trade-off: another worker's change to a user (only `ensure_admin`
-        # at startup can change one; the API never deletes users) shows here up to 5 s late, and
-        # the first seconds of an outage may still answer /users/me until a storage call fails.
-        # Misses are never remembered, so a token for an unknown id is refused every time.
-        self._users: dict[int, tuple[float, User]] = {}
 
     @contextmanager
     def _turn(self, write: bool) -> Iterator[None]:
@@ -510,7 +502,6 @@ class SqlStore:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._threads, in_transaction)
         except (OperationalError, PoolTimeout) as error:  # locked past the timeout, or unreachable
-            self._users.clear()  # so an outage shows on every route, /users/me included, from now on
             raise StorageUnavailable() from error
 
     async def _write_retrying_a_lost_race(self, work: Callable[[Connection], T]) -> T:
@@ -537,24 +528,14 @@ class SqlStore:
         except IntegrityError as error:
             raise EmailTaken() from error
 
-    async def get_user(self, user_id: int) -> User | None:
-        cached = self._users.get(user_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        user = await self._run(partial(get_user, user_id=user_id))
-        if user is not None:
-            if len(self._users) >= USER_CACHE_SIZE:  # a crude bound: start afresh rather than grow forever
-                self._users.clear()
-            self._users[user_id] = (time.monotonic() + USER_CACHE_SECONDS, user)
-        return user
+    async def get_user(self, user_id: int, token_key: str) -> User | None:
+        return await self._run(partial(get_user, user_id=user_id, token_key=token_key))
 
     async def get_credentials(self, email: str) -> UserCredentials | None:
         return await self._run(partial(get_credentials, email=email))
 
     async def ensure_admin(self, email: str, password_hash: str) -> User:
-        user = await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
-        self._users.pop(user.id, None)
-        return user
+        return await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
 
     async def list_users(self) -> list[User]:
         return await self._run(list_users)

@@ -58,6 +58,9 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Random, and new whenever the password is set: tokens carry it, so a token dies with the
+    # password it was issued for, and never passes to a later account that reuses the id.
+    token_key: Mapped[str] = mapped_column(String(64))
     is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

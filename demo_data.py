@@ -48,11 +48,11 @@ DEMO_TASKS = (
 )
 
 
-async def load_demo_data(db: Storage) -> None:
+async def load_demo_data(db: Storage, wait_seconds: float) -> None:
     """Create the demo users and their tasks (the caller checks that the store is empty)."""
     user_ids = {}
     for email, password, is_admin in DEMO_USERS:
-        user = await db.create_user(email, await hash_password(password), is_admin=is_admin)
+        user = await db.create_user(email, await hash_password(password, wait_seconds), is_admin=is_admin)
         user_ids[email.split("@")[0]] = user.id
     today = date.today()
     for owner, title, description, status, priority, due_in_days, tags in DEMO_TASKS:
@@ -72,7 +72,7 @@ def write_example_database(path: Path) -> None:
     path.unlink(missing_ok=True)
     engine = create_db_engine(f"sqlite:///{path}", timeout_seconds=5)
     upgrade_to_head(engine)
-    anyio.run(load_demo_data, SqlStore(engine))
+    anyio.run(load_demo_data, SqlStore(engine), 5)
     connection = engine.raw_connection()  # outside any transaction, as this PRAGMA requires
     try:
         connection.cursor().execute("PRAGMA journal_mode=DELETE")  # fold the WAL back in: one file

@@ -34,6 +34,7 @@ from auth import (
     owner_scope,
     require_admin,
     unauthorized,
+    verify_password,
 )
 from crud import SqlStore
 from database import create_db_engine, schema_is_current, upgrade_to_head
@@ -63,7 +64,7 @@ from models import (
     UserCreate,
 )
 from pagination import decode_cursor, encode_cursor, link_header
-from rate_limit import LoginThrottle
+from rate_limit import RateLimits
 from settings import AppSettings, Settings
 from storage import MAX_ID, Db, EmailTaken, IdempotencyRequest, Storage, TaskListing
 
@@ -140,24 +141,38 @@ async def ready(db: Db) -> Readiness:
 # --- users and tokens --------------------------------------------------------
 
 
-@router.post("/auth/register", status_code=201, tags=["auth"], responses=problems(409, 413, 422, 503))
-async def register(data: UserCreate, db: Db) -> User:
-    return await db.create_user(data.email, await hash_password(data.password))
+def client_address(request: Request) -> str:
+    """The connection's peer: uvicorn rewrites it from X-Forwarded-For only for FORWARDED_ALLOW_IPS."""
+    return request.client.host if request.client else "unknown"
+
+
+def too_many(wait: int, detail: str) -> HTTPException:
+    return HTTPException(429, detail, {"Retry-After": str(wait)})
+
+
+@router.post("/auth/register", status_code=201, tags=["auth"], responses=problems(409, 413, 422, 429, 503))
+async def register(data: UserCreate, request: Request, db: Db, settings: AppSettings) -> User:
+    limits: RateLimits = request.app.state.rate_limits
+    wait = await run_in_threadpool(limits.register.take, client_address(request))  # Redis calls block
+    if wait is not None:
+        raise too_many(wait, "Too many registrations from this address; wait before trying again")
+    password_hash = await hash_password(data.password, settings.storage_timeout_seconds)
+    return await db.create_user(data.email, password_hash)
 
 
 @router.post("/auth/token", tags=["auth"], responses=problems(401, 413, 422, 429, 503))
 async def login(form: Annotated[LoginForm, Form()], request: Request, db: Db, settings: AppSettings) -> Token:
     """OAuth2 password flow (form fields `username` = email, `password`), as Swagger's Authorize sends it."""
-    throttle: LoginThrottle = request.app.state.login_throttle
-    client, email = (request.client.host if request.client else "unknown"), form.username.strip().lower()
-    wait = await run_in_threadpool(throttle.retry_after, client, email)  # Redis calls block
+    limits: RateLimits = request.app.state.rate_limits
+    client, email = client_address(request), form.username.strip().lower()
+    wait = await run_in_threadpool(limits.take_login, client, email)
     if wait is not None:
-        raise HTTPException(429, "Too many failed logins; wait before trying again", {"Retry-After": str(wait)})
-    user = await authenticate(db, email, form.password)
-    if user is None:
-        await run_in_threadpool(throttle.record_failure, client, email)
+        raise too_many(wait, "Too many failed logins; wait before trying again")
+    credentials = await authenticate(db, email, form.password, settings.storage_timeout_seconds)
+    if credentials is None:
         raise unauthorized("Incorrect email or password")
-    return create_access_token(user.id, settings)
+    await run_in_threadpool(limits.login_succeeded, client, email)
+    return create_access_token(credentials, settings)
 
 
 @router.get("/users/me", tags=["auth"], responses=problems(401, 503))
@@ -332,9 +347,19 @@ async def seed(db: Storage, settings: Settings) -> None:
     """Demo data into an empty store (when enabled), then the configured admin account."""
     if settings.load_demo_data and await db.count_users() == 0:
         with suppress(EmailTaken):  # another worker, starting at the same moment, seeded first
-            await load_demo_data(db)
+            await load_demo_data(db, settings.storage_timeout_seconds)
     if settings.admin_email and settings.admin_password:
-        await db.ensure_admin(settings.admin_email.strip().lower(), await hash_password(settings.admin_password))
+        await ensure_configured_admin(db, settings.admin_email.strip().lower(), settings.admin_password, settings)
+
+
+async def ensure_configured_admin(db: Storage, email: str, password: str, settings: Settings) -> None:
+    """ADMIN_EMAIL becomes an admin with ADMIN_PASSWORD. A new password gets a new token key,
+    so tokens issued for the old one stop working; the same password keeps them valid."""
+    wait_seconds = settings.storage_timeout_seconds
+    current = await db.get_credentials(email)
+    if current and current.user.is_admin and await verify_password(password, current.password_hash, wait_seconds):
+        return
+    await db.ensure_admin(email, await hash_password(password, wait_seconds))
 
 
 def configure_logging() -> None:
@@ -373,7 +398,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.login_throttle = LoginThrottle(settings.login_rate_limit, settings.rate_limit_storage)
+    app.state.rate_limits = RateLimits(
+        settings.login_rate_limit,
+        settings.login_client_rate_limit,
+        settings.register_rate_limit,
+        settings.rate_limit_storage,
+    )
     for routes in (tasks, router, admin):  # the busiest routes are matched first
         app.include_router(routes)
     install_problem_handlers(app)

@@ -33,6 +33,7 @@ from storage import (
     TaskListing,
     TaskNotFound,
     UserCredentials,
+    new_token_key,
     sort_value,
     utc_now,
 )
@@ -210,13 +211,13 @@ class MemoryStore:
             if email in self._user_id_by_email:
                 raise EmailTaken()
             user = User(id=next(self._user_ids), email=email, is_admin=is_admin, created_at=utc_now())
-            self._users[user.id] = UserCredentials(user, password_hash)
+            self._users[user.id] = UserCredentials(user, password_hash, new_token_key())
             self._user_id_by_email[email] = user.id
             return user
 
-    async def get_user(self, user_id: int) -> User | None:
+    async def get_user(self, user_id: int, token_key: str) -> User | None:
         credentials = self._users.get(user_id)
-        return credentials.user if credentials else None
+        return credentials.user if credentials and credentials.token_key == token_key else None
 
     async def get_credentials(self, email: str) -> UserCredentials | None:
         user_id = self._user_id_by_email.get(email)
@@ -230,7 +231,7 @@ class MemoryStore:
                 self._user_id_by_email[email] = user.id
             else:
                 user = self._users[user_id].user.model_copy(update={"is_admin": True})
-            self._users[user.id] = UserCredentials(user, password_hash)
+            self._users[user.id] = UserCredentials(user, password_hash, new_token_key())
             return user
 
     async def list_users(self) -> list[User]:

@@ -340,8 +340,12 @@ class LoginForm(BaseModel):
     """
 
     grant_type: Literal["password"] | None = not_sent()
-    username: Annotated[str, StringConstraints(min_length=1, pattern=NO_NUL), Field(description="Your email")]
-    password: Annotated[str, StringConstraints(min_length=1), Field(json_schema_extra={"format": "password"})]
+    username: Annotated[
+        str, StringConstraints(min_length=1, max_length=320, pattern=NO_NUL), Field(description="Your email")
+    ]
+    password: Annotated[
+        str, StringConstraints(min_length=1, max_length=128), Field(json_schema_extra={"format": "password"})
+    ]
     scope: str = ""
     client_id: str | None = not_sent()
     client_secret: str | None = not_sent()

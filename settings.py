@@ -8,6 +8,7 @@ import warnings
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from limits import parse
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,10 +31,18 @@ class Settings(BaseSettings):
     demo_data: bool | None = None  # None: on in development, off in production
     cors_origins: str = "http://localhost:3000,http://localhost:5173"
     login_rate_limit: str = "10/minute"
+    login_client_rate_limit: str = "50/minute"
+    register_rate_limit: str = "30/minute"
     rate_limit_storage: str = "memory://"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     storage_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("login_rate_limit", "login_client_rate_limit", "register_rate_limit")
+    @classmethod
+    def _rate_limit(cls, limit: str) -> str:
+        parse(limit)  # the `limits` syntax, e.g. "10/minute"; a typo stops the start, never the limit
+        return limit
 
     @field_validator("database_url")
     @classmethod

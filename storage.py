@@ -5,6 +5,7 @@ it, so switching backends is one setting and the tests run the same suite on eac
 """
 
 import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
@@ -20,6 +21,11 @@ MAX_ID = 2**31 - 1  # the largest id every backend's integer column can hold
 def utc_now() -> datetime:
     """Timestamps are always aware UTC, whichever backend stores them."""
     return datetime.now(UTC)
+
+
+def new_token_key() -> str:
+    """A fresh per-account key: set with every new password, carried by every token."""
+    return secrets.token_urlsafe(16)
 
 
 class StorageError(Exception):
@@ -60,10 +66,11 @@ class StorageUnavailable(StorageError):
 
 @dataclass(frozen=True)
 class UserCredentials:
-    """A user together with the password hash: only the login path ever sees the hash."""
+    """A user with the password hash and token key: only the login path ever sees them."""
 
     user: User
     password_hash: str
+    token_key: str
 
 
 @dataclass(frozen=True)
@@ -138,9 +145,15 @@ class Storage(Protocol):
     async def close(self) -> None: ...
 
     async def create_user(self, email: str, password_hash: str, is_admin: bool = False) -> User: ...
-    async def get_user(self, user_id: int) -> User | None: ...
+    async def get_user(self, user_id: int, token_key: str) -> User | None:
+        """The user with this id, if their token key is still `token_key` (None: revoked or gone)."""
+        ...
+
     async def get_credentials(self, email: str) -> UserCredentials | None: ...
-    async def ensure_admin(self, email: str, password_hash: str) -> User: ...
+    async def ensure_admin(self, email: str, password_hash: str) -> User:
+        """Create or promote this admin with a new password (and so a new token key)."""
+        ...
+
     async def list_users(self) -> list[User]: ...
     async def count_users(self) -> int: ...
 

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message
 from auth import create_access_token
 from bench import scenarios
 from bench.baseline import app as baseline_app
-from bench.dataset import USER_ID, seed_sql
+from bench.dataset import EMAIL, seed_sql
 from bench.scenarios import Scenario
 from bench.server import seed_memory
 from main import create_app
@@ -107,7 +107,8 @@ async def project_app(backend: str, tasks: int) -> AsyncIterator[Client]:
         async with app.router.lifespan_context(app):
             if backend == "memory":
                 await seed_memory(app.state.storage, tasks)
-            yield Client(app, create_access_token(USER_ID, settings).access_token)
+            credentials = await app.state.storage.get_credentials(EMAIL)
+            yield Client(app, create_access_token(credentials, settings).access_token)
     finally:
         shutil.rmtree(directory)
 

@@ -15,6 +15,7 @@ import crud
 import database
 import db_models
 from auth import password_hasher
+from storage import new_token_key
 
 EMAIL = "bench@example.com"
 PASSWORD = "bench-password-1234"  # noqa: S105 - the throwaway benchmark user's
@@ -67,6 +68,7 @@ def seed_sql(url: str, count: int) -> None:
     engine = database.create_db_engine(url, 30)
     database.upgrade_to_head(engine)  # the schema exactly as the app builds it
     user = {"id": USER_ID, "email": EMAIL, "password_hash": password_hasher.hash(PASSWORD), "is_admin": False}
+    user["token_key"] = new_token_key()
     with engine.begin() as connection:
         connection.execute(insert(TABLES["users"]), [{**user, "created_at": FIRST_CREATED}])
     insert_tasks = _insert_with_driver if engine.dialect.name == "sqlite" else _insert_with_core

@@ -24,7 +24,7 @@ from storage import Storage
 
 async def seed_memory(db: Storage, count: int) -> None:
     """One user owning `count` tasks, created exactly as POST /tasks would create them."""
-    user = await db.create_user(EMAIL, await hash_password(PASSWORD))
+    user = await db.create_user(EMAIL, await hash_password(PASSWORD, wait_seconds=5))
     for i in range(1, count + 1):
         await db.create_task(user.id, TaskCreate.model_validate(task_fields(i)))
 

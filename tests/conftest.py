@@ -206,7 +206,7 @@ def admin(client: TestClient, storage: Storage) -> Headers:
     """An admin: created the way ADMIN_EMAIL does at startup (admins never come from the API)."""
 
     async def create() -> None:
-        await storage.ensure_admin(ADMIN_EMAIL, await hash_password(PASSWORD))
+        await storage.ensure_admin(ADMIN_EMAIL, await hash_password(PASSWORD, wait_seconds=5))
 
     anyio.run(create)
     return login(client, ADMIN_EMAIL)

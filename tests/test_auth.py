@@ -190,9 +190,14 @@ def test_users_me_returns_the_caller(client: TestClient) -> None:
     assert response.json() == user
 
 
-def _claims(user_id: int | str, **changes: Any) -> Claims:
+# A token's subject: the user id and the account's token key.
+Who = tuple[int | str, str]
+
+
+def _claims(who: Who, **changes: Any) -> Claims:
     now = datetime.now(UTC)
-    claims: Claims = {"sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=5), **changes}
+    user_id, key = who
+    claims: Claims = {"sub": str(user_id), "key": key, "iat": now, "exp": now + timedelta(minutes=5), **changes}
     return {name: value for name, value in claims.items() if value is not None}
 
 
@@ -207,55 +212,66 @@ def _with_payload_of(token: str, other: str) -> str:
 
 
 _LATER = datetime.now(UTC) + timedelta(days=365)
+_ABSURD = 10**400  # JSON allows it; a float() of it overflows
 
-# Each builds an Authorization header value for a real user id that must still be refused.
-BAD_TOKENS: dict[str, Callable[[int], str | None]] = {
+# Each builds an Authorization header value for a real account that must still be refused.
+BAD_TOKENS: dict[str, Callable[[Who], str | None]] = {
     "no-token": lambda _: None,
     "malformed": lambda _: "Bearer not.a.jwt",
     "garbage": lambda _: "Bearer hello",
-    "not-bearer": lambda uid: f"Basic {_signed(_claims(uid))}",
-    "expired": lambda uid: (
+    "not-bearer": lambda who: f"Basic {_signed(_claims(who))}",
+    "expired": lambda who: (
         "Bearer "
-        + _signed(_claims(uid, iat=datetime.now(UTC) - timedelta(hours=2), exp=datetime.now(UTC) - timedelta(hours=1)))
+        + _signed(_claims(who, iat=datetime.now(UTC) - timedelta(hours=2), exp=datetime.now(UTC) - timedelta(hours=1)))
     ),
-    "other-key": lambda uid: "Bearer " + _signed(_claims(uid), key="another-secret-key-that-is-long-enough-too"),
-    "alg-none": lambda uid: "Bearer " + jwt.encode(_claims(uid), None, algorithm="none"),
-    "alg-hs512": lambda uid: "Bearer " + _signed(_claims(uid), algorithm="HS512"),
-    "no-exp": lambda uid: "Bearer " + _signed(_claims(uid, exp=None)),
-    "no-iat": lambda uid: "Bearer " + _signed(_claims(uid, iat=None)),
-    "no-sub": lambda uid: "Bearer " + _signed(_claims(uid, sub=None)),
-    "sub-not-an-id": lambda _: "Bearer " + _signed(_claims("alice")),
-    "unknown-user": lambda _: "Bearer " + _signed(_claims(999999)),
-    "sub-zero": lambda _: "Bearer " + _signed(_claims(0)),
-    "sub-negative": lambda _: "Bearer " + _signed(_claims(-1)),
-    "sub-beyond-int64": lambda _: "Bearer " + _signed(_claims(10**20)),
-    "tampered": lambda uid: "Bearer " + _with_payload_of(_signed(_claims(uid)), _signed(_claims(uid, exp=_LATER))),
+    "other-key": lambda who: "Bearer " + _signed(_claims(who), key="another-secret-key-that-is-long-enough-too"),
+    "alg-none": lambda who: "Bearer " + jwt.encode(_claims(who), None, algorithm="none"),
+    "alg-hs512": lambda who: "Bearer " + _signed(_claims(who), algorithm="HS512"),
+    "no-exp": lambda who: "Bearer " + _signed(_claims(who, exp=None)),
+    "no-iat": lambda who: "Bearer " + _signed(_claims(who, iat=None)),
+    "no-sub": lambda who: "Bearer " + _signed(_claims(who, sub=None)),
+    "no-key": lambda who: "Bearer " + _signed(_claims(who, key=None)),
+    "wrong-key": lambda who: "Bearer " + _signed(_claims((who[0], "another-accounts-key"))),
+    "key-not-a-string": lambda who: "Bearer " + _signed(_claims((who[0], 12345))),  # type: ignore[arg-type]
+    "absurd-exp": lambda who: "Bearer " + _signed(_claims(who, exp=_ABSURD)),
+    "absurd-iat": lambda who: "Bearer " + _signed(_claims(who, iat=_ABSURD)),
+    "negative-absurd-iat": lambda who: "Bearer " + _signed(_claims(who, iat=-_ABSURD)),
+    "longer-than-issued": lambda who: "Bearer " + _signed(_claims(who, exp=_LATER)),
+    "sub-not-an-id": lambda who: "Bearer " + _signed(_claims(("alice", who[1]))),
+    "unknown-user": lambda who: "Bearer " + _signed(_claims((999999, who[1]))),
+    "sub-zero": lambda who: "Bearer " + _signed(_claims((0, who[1]))),
+    "sub-negative": lambda who: "Bearer " + _signed(_claims((-1, who[1]))),
+    "sub-beyond-int64": lambda who: "Bearer " + _signed(_claims((10**20, who[1]))),
+    "tampered": lambda who: "Bearer " + _with_payload_of(_signed(_claims(who)), _signed(_claims(who, exp=_LATER))),
 }
 
 
 @pytest.fixture
-def target(storage: Storage) -> int:
-    """The id of an existing user, made directly: these tests need a real id, not an Argon2 hash."""
+def target(storage: Storage) -> Who:
+    """An existing account, made directly: these tests need a real one, not an Argon2 hash."""
 
-    async def create() -> int:
-        return (await storage.create_user("target@example.com", "unused-hash")).id
+    async def create() -> Who:
+        await storage.create_user("target@example.com", "unused-hash")
+        credentials = await storage.get_credentials("target@example.com")
+        assert credentials is not None
+        return credentials.user.id, credentials.token_key
 
     return anyio.run(create)
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # HS512 with the HS256 test key
 @pytest.mark.parametrize("make_header", BAD_TOKENS.values(), ids=BAD_TOKENS.keys())
-def test_users_me_refuses_bad_tokens(client: TestClient, target: int, make_header: Callable[[int], str | None]) -> None:
+def test_users_me_refuses_bad_tokens(client: TestClient, target: Who, make_header: Callable[[Who], str | None]) -> None:
     good = {"Authorization": "Bearer " + _signed(_claims(target))}
-    assert client.get("/users/me", headers=good).json()["id"] == target  # the same recipe, done right, passes
+    assert client.get("/users/me", headers=good).json()["id"] == target[0]  # the same recipe, done right, passes
     header = make_header(target)
     response = client.get("/users/me", headers={"Authorization": header} if header else {})
     assert_unauthorized(response)
     assert set(response.json()) >= {"type", "title", "status", "detail", "instance", "request_id"}
 
 
-def test_a_token_accepted_before_is_refused_once_it_expires(client: TestClient, target: int) -> None:
-    """Verified tokens are remembered for speed; the expiry must still apply on every use."""
+def test_a_token_accepted_before_is_refused_once_it_expires(client: TestClient, target: Who) -> None:
+    """The expiry applies on every use, not only on the first."""
     expires_at = int(time.time()) + 2  # JWT expiry has whole-second resolution
     token = _signed(_claims(target, exp=expires_at))
     headers = {"Authorization": f"Bearer {token}"}

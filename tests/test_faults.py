@@ -24,8 +24,9 @@ from auth import create_access_token
 from crud import SqlStore
 from database import create_db_engine
 from main import create_app
+from models import User
 from settings import Settings
-from storage import Storage, get_db
+from storage import Storage, UserCredentials, get_db, utc_now
 from tests.conftest import PASSWORD, TEST_SECRET, Headers
 
 TIMEOUT = 0.2
@@ -216,7 +217,8 @@ def test_an_unreachable_postgresql_gives_503_on_data_routes_and_ready() -> None:
     engine = create_db_engine("postgresql+psycopg://postgres@127.0.0.1:1/test", TIMEOUT)
     app = app_on(SqlStore(engine))
     with TestClient(app) as client:
-        token = create_access_token(1, app.state.settings).access_token
+        account = UserCredentials(User(id=1, email="a@example.com", is_admin=False, created_at=utc_now()), "-", "key")
+        token = create_access_token(account, app.state.settings).access_token
         assert client.get("/health").status_code == 200
         assert_unavailable(client.get("/ready"))
         for method, url, options in DATA_ROUTES:
