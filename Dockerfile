@@ -3,6 +3,9 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# Trust no proxy's X-Forwarded-For (uvicorn would trust 127.0.0.1): behind one, pass
+# `-e FORWARDED_ALLOW_IPS=<its address>` so the rate limits see the real client.
+ENV FORWARDED_ALLOW_IPS=""
 WORKDIR /app
 
 COPY requirements.txt .

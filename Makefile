@@ -2,8 +2,12 @@
 #   make run    - create .venv, install, start the API on http://127.0.0.1:8000 (in-memory storage)
 #   make test   - create .venv, install the dev tools, run the whole test suite
 PYTHON ?= python3
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
+# uvicorn trusts X-Forwarded-For from 127.0.0.1 when FORWARDED_ALLOW_IPS is unset, so anyone on
+# this host could pose as any client to the rate limits. Empty trusts no proxy; behind one, name it.
+export FORWARDED_ALLOW_IPS ?=
 
 .PHONY: run test lint bench example-db clean
 
@@ -20,7 +24,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $(VENV)/.runtime $@
 
 run: $(VENV)/.runtime
-	$(BIN)/uvicorn main:app --reload
+	$(BIN)/uvicorn main:app --reload --reload-exclude "$(CURDIR)/$(VENV)" --port $(PORT)
 
 test: $(VENV)/.dev
 	$(BIN)/pytest

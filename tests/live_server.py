@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -72,7 +73,17 @@ def free_port() -> int:
 
 def _inherited_environment() -> dict[str, str]:
     """This process's environment without the app's own variables (set by the caller instead)."""
-    return {name: value for name, value in os.environ.items() if name.upper() not in APP_VARIABLES}
+    excluded = APP_VARIABLES | {"FORWARDED_ALLOW_IPS"}
+    return {name: value for name, value in os.environ.items() if name.upper() not in excluded}
+
+
+def dockerfile_env() -> dict[str, str]:
+    """The variables the Dockerfile's `ENV` lines set, which its CMD runs with."""
+    values: dict[str, str] = {}
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("ENV "):
+            values.update(assignment.split("=", 1) for assignment in shlex.split(line[4:]))
+    return values
 
 
 def _log_config() -> dict[str, object]:
@@ -196,23 +207,33 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    env: Mapping[str, str], log_dir: Path, workers: int = 1, startup_timeout: float = 60.0
+    env: Mapping[str, str],
+    log_dir: Path,
+    workers: int = 1,
+    startup_timeout: float = 60.0,
+    command: Callable[[int], list[str]] | None = None,
 ) -> Iterator[LiveServer]:
-    """Start `uvicorn main:app` with `env` as its configuration; stopped (or killed) on exit.
+    """Start `uvicorn main:app` as the Dockerfile does, with `env` as its configuration, or the
+    `command` given for a port; stopped (or killed) on exit.
 
-    It runs from `log_dir`, so a `.env` in the repository cannot change its settings."""
+    The Dockerfile's command runs from `log_dir`, so a `.env` in the repository cannot change its settings."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     config_path = log_dir / f"log-config-{port}.json"
     config_path.write_text(json.dumps(_log_config()))
     log_path = log_dir / f"uvicorn-{port}.log"
-    command = [sys.executable, "-m", *uvicorn_command("127.0.0.1", workers), "--port", str(port)]
-    command += ["--app-dir", str(ROOT), "--log-config", str(config_path)]
+    base_env = _inherited_environment()
+    if command is None:
+        base_env |= dockerfile_env()
+        args = [sys.executable, "-m", *uvicorn_command("127.0.0.1", workers), "--port", str(port)]
+        args += ["--app-dir", str(ROOT), "--log-config", str(config_path)]
+    else:
+        args = command(port)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            command,
+            args,
             cwd=log_dir,
-            env={**_inherited_environment(), "PYTHONUNBUFFERED": "1", **env},
+            env={**base_env, "PYTHONUNBUFFERED": "1", **env},
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a process group of its own, so stop() can reach its workers
