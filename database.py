@@ -89,10 +89,11 @@ def alembic_config() -> Config:
     return Config(str(ALEMBIC_INI))
 
 
-def upgrade_to_head(engine: Engine) -> None:
-    """Apply every pending migration. The write lock is taken first, so two workers starting
-    together on one SQLite file migrate it once instead of colliding."""
-    config = alembic_config()
+def upgrade_to_head(engine: Engine, config: Config | None = None) -> None:
+    """Apply every pending migration (of `config`, alembic.ini's by default). The write lock is
+    taken first, so two workers starting together on one SQLite file migrate it once instead of
+    colliding."""
+    config = config or alembic_config()
     with migration_transaction(engine) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
