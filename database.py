@@ -2,11 +2,14 @@
 
 SQLite gets WAL (readers never block the writer), a busy timeout, foreign keys, and
 `BEGIN IMMEDIATE` for write transactions: taking the write lock up front means a
-transaction never fails half-way on a read-to-write lock upgrade.
+transaction never fails half-way on a read-to-write lock upgrade. Migrations run with
+foreign keys off and checked before the commit (see `migration_transaction`).
 """
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -86,13 +89,60 @@ def alembic_config() -> Config:
     return Config(str(ALEMBIC_INI))
 
 
-def upgrade_to_head(engine: Engine) -> None:
-    """Apply every pending migration. The write lock is taken first, so two workers starting
-    together on one SQLite file migrate it once instead of colliding."""
-    config = alembic_config()
-    with writer(engine).begin() as connection:
+def upgrade_to_head(engine: Engine, config: Config | None = None) -> None:
+    """Apply every pending migration (of `config`, alembic.ini's by default). The write lock is
+    taken first, so two workers starting together on one SQLite file migrate it once instead of
+    colliding."""
+    config = config or alembic_config()
+    with migration_transaction(engine) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+@contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """One write transaction for migrations; on SQLite, with foreign keys off until it ends.
+
+    SQLite alters a table by copying it and dropping the old one (Alembic's batch mode): with
+    foreign keys on, that drop would delete every row referencing the table. They are checked
+    instead before the commit, when a migration ran (a startup with none to run scans nothing)."""
+    with writer(engine).connect() as connection:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                yield connection
+            return
+        _sqlite_pragma(connection, "foreign_keys=OFF")  # a no-op inside a transaction: before BEGIN
+        try:
+            with connection.begin():
+                before = _revision(connection)
+                yield connection
+                if _revision(connection) != before:
+                    _check_foreign_keys(connection)
+        finally:
+            _sqlite_pragma(connection, "foreign_keys=ON")  # the connection goes back to the pool
+
+
+def _sqlite_pragma(connection: Connection, pragma: str) -> None:
+    # On the driver's connection: SQLAlchemy would BEGIN before executing it.
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
+
+
+def _revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """Raise (so the transaction rolls back) if any row references a row that does not exist."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        examples = ", ".join(f"{table} rowid {rowid} -> {parent}" for table, rowid, parent, _ in broken[:5])
+        raise RuntimeError(
+            f"Migration rolled back: PRAGMA foreign_key_check found {len(broken)} broken foreign key(s): {examples}"
+        )
 
 
 def schema_is_current(engine: Engine) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from alembic.config import Config
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx2 import Response
@@ -25,7 +26,7 @@ from sqlalchemy.engine import make_url
 import auth
 from auth import hash_password
 from crud import SqlStore
-from database import create_db_engine, upgrade_to_head
+from database import alembic_config, create_db_engine, migration_transaction, upgrade_to_head
 from main import create_app
 from memory_store import MemoryStore
 from settings import Settings
@@ -95,6 +96,14 @@ def assert_invalid(response: Response, loc: list[str | int]) -> None:
     """A 422 problem that blames `loc` (or something inside it), not some unrelated field."""
     errors = assert_problem(response, 422)["errors"]
     assert any(error["loc"][: len(loc)] == loc for error in errors), errors
+
+
+def migrate(engine: Engine, step: Callable[[Config, str], None], revision: str, config: Config | None = None) -> None:
+    """`command.upgrade` or `command.downgrade` to `revision`, handed a connection as the app's startup does."""
+    config = config or alembic_config()
+    with migration_transaction(engine) as connection:
+        config.attributes["connection"] = connection
+        step(config, revision)
 
 
 @pytest.fixture(scope="session")

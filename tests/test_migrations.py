@@ -15,11 +15,11 @@ from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, inspect, select
 
-from database import alembic_config, create_db_engine, schema_is_current, upgrade_to_head, writer
+from database import create_db_engine, schema_is_current, upgrade_to_head
 from db_models import Base
 from main import create_app
 from settings import Settings
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {"alembic_version", "users", "tasks", "task_tags", "idempotency_keys", "task_counts"}
@@ -40,10 +40,7 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
 
 
 def downgrade_to_base(engine: Engine) -> None:
-    config = alembic_config()
-    with writer(engine).begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "base")
+    migrate(engine, command.downgrade, "base")
 
 
 # The PostgreSQL-only expression index is compared on PostgreSQL; SQLite never has it.
@@ -67,10 +64,7 @@ def test_upgrade_downgrade_upgrade(empty_engine: Engine) -> None:
 
 
 def test_the_counts_migration_counts_the_tasks_already_stored(empty_engine: Engine) -> None:
-    config = alembic_config()
-    with writer(empty_engine).begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
+    migrate(empty_engine, command.upgrade, "0001")
     now = datetime.now(UTC)
     with empty_engine.begin() as connection:
         users = [{"id": n, "email": f"u{n}@example.com", "password_hash": "-", "is_admin": False} for n in (1, 2)]
