@@ -82,7 +82,9 @@ def dockerfile_env() -> dict[str, str]:
     values: dict[str, str] = {}
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("ENV "):
-            values.update(assignment.split("=", 1) for assignment in shlex.split(line[4:]))
+            for assignment in shlex.split(line[4:]):
+                name, _, value = assignment.partition("=")
+                values[name] = value
     return values
 
 
