@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 
-from models import Problem, ValidationIssue
+from models import MAX_LISTED_ERRORS, Problem, ValidationIssue
 from pagination import InvalidCursor
 from storage import (
     AccountGone,
@@ -66,7 +66,7 @@ def problem_response(
         detail=detail,
         instance=context.path,
         request_id=context.request_id,
-        errors=errors,
+        errors=errors[:MAX_LISTED_ERRORS] if errors is not None else None,  # the cap holds for every caller
     )
     return JSONResponse(
         problem.model_dump(exclude_none=True), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
@@ -109,16 +109,23 @@ async def _http_exception(request: Request, error: Exception) -> JSONResponse:
 
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    found = error.errors()
     issues = [
         ValidationIssue(
             loc=[_printable(str(part)) if not isinstance(part, int) else part for part in issue["loc"]],
             msg=_printable(issue["msg"]),
             type=issue["type"],
         )
-        for issue in error.errors()
+        for issue in found[:MAX_LISTED_ERRORS]
     ]
-    noun = "problem" if len(issues) == 1 else "problems"
-    return problem_response(422, f"The request has {len(issues)} validation {noun}; see errors", errors=issues)
+    return problem_response(422, _validation_detail(len(found)), errors=issues)
+
+
+def _validation_detail(count: int) -> str:
+    if count > MAX_LISTED_ERRORS:
+        return f"The request has {count} validation problems; the first {MAX_LISTED_ERRORS} are listed in errors"
+    noun = "problem" if count == 1 else "problems"
+    return f"The request has {count} validation {noun}; see errors"
 
 
 async def _invalid_cursor(_: Request, error: Exception) -> JSONResponse:

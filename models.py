@@ -393,6 +393,10 @@ class ValidationIssue(BaseModel):
     type: str
 
 
+# A 422 lists at most this many issues (`detail` gives the count), so its size stays bounded.
+MAX_LISTED_ERRORS = 50
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details, the body of every 4xx/5xx answer."""
 
@@ -402,4 +406,4 @@ class Problem(BaseModel):
     detail: str
     instance: str
     request_id: str
-    errors: list[ValidationIssue] | None = None
+    errors: Annotated[list[ValidationIssue], Field(max_length=MAX_LISTED_ERRORS)] | None = None

@@ -139,3 +139,34 @@ def test_openapi_documents_errors_as_problems(plain: TestClient) -> None:
         ("get", "/", "500"),
     }
     assert expected <= documented
+
+
+# Both figures come from contract v1.1 ("Bounded error bodies"); the byte bound is generous
+# for 50 entries yet far below what 4,000 listed entries take.
+LISTED_AT_MOST = 50
+SMALL_BODY_BYTES = 16_384
+
+
+def test_a_422_lists_at_most_50_errors_and_counts_them_all(client: TestClient, user: Headers) -> None:
+    """4,000 empty `tag=` are 4,000 problems: the body names the count but stays small."""
+    response = client.get("/tasks?" + "&".join(["tag="] * 4000), headers=user)
+    body = assert_problem(response, 422)
+    assert len(body["errors"]) == LISTED_AT_MOST
+    assert all(error["loc"][:2] == ["query", "tag"] for error in body["errors"])
+    assert "4000" in body["detail"]
+    assert len(response.content) < SMALL_BODY_BYTES
+
+
+def test_a_body_with_many_bad_fields_is_capped_too(client: TestClient, user: Headers) -> None:
+    body_fields = {"title": "x", **{f"unknown_{n}": n for n in range(300)}}
+    body = assert_problem(client.post("/tasks", json=body_fields, headers=user), 422)
+    assert len(body["errors"]) == LISTED_AT_MOST
+    assert "300" in body["detail"]
+
+
+def test_fewer_than_50_problems_are_all_listed(client: TestClient, user: Headers) -> None:
+    bad = {"title": "", "priority": 9, "status": "nope", "due_date": "someday", "tags": "x", "extra": 1}
+    body = assert_problem(client.post("/tasks", json=bad, headers=user), 422)
+    fields = {error["loc"][1] for error in body["errors"]}
+    assert fields == set(bad)
+    assert f"{len(body['errors'])} validation problems" in body["detail"]
