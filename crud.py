@@ -11,7 +11,6 @@ in the same query. `db_models.py` still describes the tables, for Alembic and fo
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -53,6 +52,7 @@ import db_models
 from database import POOL_SIZE, writer
 from models import SortField, SortOrder, Task, TaskCreate, User
 from storage import (
+    AccountGone,
     EmailTaken,
     IdempotencyKeyReused,
     IdempotencyRequest,
@@ -459,8 +459,6 @@ def ping(connection: Connection) -> None:
 # --- the Storage implementation ----------------------------------------------
 
 SQLITE_THREADS = 4
-USER_CACHE_SECONDS = 5.0
-USER_CACHE_SIZE = 10_000
 
 
 class SqlStore:
@@ -482,12 +480,6 @@ class SqlStore:
         # until its timeout. The wait is bounded by the engine's own (STORAGE_TIMEOUT_SECONDS).
         self._sqlite_writers = threading.Lock() if self.kind == "sqlite" else None
         self._wait_seconds = engine.pool.timeout() if isinstance(engine.pool, QueuePool) else -1
-        # Every request loads its user; remembering users for a few seconds saves a query and a
-        # thread hop per request. Trade-off: another worker's change to a user (only `ensure_admin`
-        # at startup can change one; the API never deletes users) shows here up to 5 s late, and
-        # the first seconds of an outage may still answer /users/me until a storage call fails.
-        # Misses are never remembered, so a token for an unknown id is refused every time.
-        self._users: dict[int, tuple[float, User]] = {}
 
     @contextmanager
     def _turn(self, write: bool) -> Iterator[None]:
@@ -510,7 +502,6 @@ class SqlStore:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._threads, in_transaction)
         except (OperationalError, PoolTimeout) as error:  # locked past the timeout, or unreachable
-            self._users.clear()  # so an outage shows on every route, /users/me included, from now on
             raise StorageUnavailable() from error
 
     async def _write_retrying_a_lost_race(self, work: Callable[[Connection], T]) -> T:
@@ -538,23 +529,14 @@ class SqlStore:
             raise EmailTaken() from error
 
     async def get_user(self, user_id: int) -> User | None:
-        cached = self._users.get(user_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        user = await self._run(partial(get_user, user_id=user_id))
-        if user is not None:
-            if len(self._users) >= USER_CACHE_SIZE:  # a crude bound: start afresh rather than grow forever
-                self._users.clear()
-            self._users[user_id] = (time.monotonic() + USER_CACHE_SECONDS, user)
-        return user
+        """Read on every request, never remembered: a deleted or demoted account loses access at once."""
+        return await self._run(partial(get_user, user_id=user_id))
 
     async def get_credentials(self, email: str) -> UserCredentials | None:
         return await self._run(partial(get_credentials, email=email))
 
     async def ensure_admin(self, email: str, password_hash: str) -> User:
-        user = await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
-        self._users.pop(user.id, None)
-        return user
+        return await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
 
     async def list_users(self) -> list[User]:
         return await self._run(list_users)
@@ -563,9 +545,13 @@ class SqlStore:
         return await self._run(count_users)
 
     async def create_task(self, owner_id: int, data: TaskCreate, idempotency: IdempotencyRequest | None = None) -> Task:
-        return await self._write_retrying_a_lost_race(
-            partial(create_task, owner_id=owner_id, data=data, idempotency=idempotency)
-        )
+        work = partial(create_task, owner_id=owner_id, data=data, idempotency=idempotency)
+        try:
+            return await self._write_retrying_a_lost_race(work)
+        except IntegrityError as error:  # still refused: the owner's row went after their token was checked
+            if await self._run(partial(get_user, user_id=owner_id)) is None:
+                raise AccountGone() from error
+            raise
 
     async def get_task(self, task_id: int, owner_id: int | None) -> Task:
         return await self._run(partial(get_task, task_id=task_id, owner_id=owner_id))
