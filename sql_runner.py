@@ -4,13 +4,17 @@ Blocking SQL must never run on the event loop, so every call goes to a thread. S
 writer at a time: its writers take turns on a thread of their own, and readers have theirs, so
 a write waiting for a lock another program holds never delays a read. Every wait (the turn, a
 lock) ends at the request's deadline, `STORAGE_TIMEOUT_SECONDS` after it arrived; past it, or
-when the database fails, the caller gets `StorageUnavailable` (a 503 with Retry-After).
+when the database fails, the caller gets `StorageUnavailable` (a 503 with Retry-After). So does
+a write when the SQLite file was deleted or replaced under the server: it went to a file that
+is no longer there, and answering 2xx for it would promise what a restart takes back.
 """
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
@@ -44,6 +48,7 @@ class SqlRunner:
         self._readers = ThreadPoolExecutor(SQLITE_READERS if self._sqlite else POOL_SIZE, thread_name_prefix="sql")
         # On PostgreSQL writers lock rows, not the database: they share the readers' threads.
         self._writers = ThreadPoolExecutor(1, thread_name_prefix="sql-writer") if self._sqlite else self._readers
+        self._file = SqliteFile.of(engine) if self._sqlite else None
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         return await self._run(work, write=False)
@@ -75,7 +80,40 @@ class SqlRunner:
             with connection.begin():
                 if write and not self._sqlite:  # row locks: PostgreSQL would otherwise wait for ever
                     connection.execute(POSTGRES_WAITS, {"ms": str(remaining_ms)})
-                return work(connection)
+                result = work(connection)
+        if write and self._file is not None:
+            self._file.check()  # after the commit: a write that got into the file before it went is not kept
+        return result
+
+
+class SqliteFile:
+    """The database file the store opened, known by its identity (device, inode), not its name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.identity = self._identity()
+
+    @classmethod
+    def of(cls, engine: Engine) -> "SqliteFile | None":
+        database = engine.url.database
+        if not database or database == ":memory:":
+            return None
+        with engine.connect():  # creates the file if it is new
+            pass
+        return cls(Path(database).resolve())
+
+    def _identity(self) -> tuple[int, int]:
+        status = os.stat(self.path)
+        return status.st_dev, status.st_ino
+
+    def check(self) -> None:
+        """Unavailable when the file was deleted, or another one now has its name (a restore)."""
+        try:
+            if self._identity() == self.identity:
+                return
+        except FileNotFoundError:
+            pass
+        raise StorageUnavailable()
 
 
 def _set_busy_timeout(connection: Connection, ms: int) -> None:

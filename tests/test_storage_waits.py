@@ -1,12 +1,16 @@
 """Storage waits are bounded, on a real server over a SQLite file that another program holds.
 
 A request waits for storage at most STORAGE_TIMEOUT_SECONDS (+1 s) from its arrival, queueing
-inside the app included, and reads keep answering while writers wait for the lock.
+inside the app included, and reads keep answering while writers wait for the lock. If the file
+is deleted or replaced under the server, writes and /ready answer 503, so no 2xx is ever given
+for a write that would not be there after a restart.
 """
 
+import shutil
+import sqlite3
 import statistics
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -14,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import PASSWORD
 from tests.live_server import (
     LiveServer,
     app_env,
@@ -29,6 +34,7 @@ from tests.live_server import (
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 2.0
+OWNER = "holder@example.com"
 WRITERS = 12
 Answer = tuple[float, httpx.Response]  # (seconds it took, the response)
 
@@ -48,7 +54,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.fixture
 def owner(server: LiveServer) -> dict[str, str]:
     with server.client() as client:
-        return register_and_login(client, "holder@example.com")
+        return register_and_login(client, OWNER)
 
 
 def assert_unavailable(response: httpx.Response) -> None:
@@ -105,3 +111,43 @@ def test_writers_waiting_for_a_held_lock_get_503_in_time_and_reads_go_on(
         assert client.post("/tasks", json={"title": "After the lock"}).status_code == 201
         assert client.get("/ready").status_code == 200
         assert client.get("/tasks").json()["total"] == 2
+
+
+def remove_database(path: Path) -> None:
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        (path.parent / name).unlink(missing_ok=True)
+
+
+def replace_database(path: Path) -> None:
+    """Move a copy over the file, as a restore from backup would (stale -wal and -shm removed)."""
+    copy = path.with_name(f"copy-of-{path.name}")
+    source, target = sqlite3.connect(path), sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    remove_database(path)
+    shutil.move(copy, path)
+
+
+@pytest.mark.parametrize("change", [remove_database, replace_database])
+def test_a_deleted_or_replaced_file_refuses_writes_and_readiness(
+    server: LiveServer, owner: dict[str, str], database_url: str, tmp_path: Path, change: Callable[[Path], None]
+) -> None:
+    path = sqlite_file(database_url)
+    with server.client(headers=owner) as client:
+        acknowledged = {client.post("/tasks", json={"title": f"Kept {n}"}).json()["id"] for n in range(5)}
+        first = min(acknowledged)
+        change(path)
+        for n in range(5):
+            assert_unavailable(client.post("/tasks", json={"title": f"Would be lost {n}"}))
+            assert_unavailable(client.patch(f"/tasks/{first}", json={"priority": 5}))
+        assert_unavailable(client.get("/ready"))
+        assert client.get("/health").status_code == 200
+    server.stop()
+
+    if change is remove_database:
+        return  # what was acknowledged went with the file, and nothing was acknowledged after it
+    with live_server(app_env(database_url), tmp_path / "restarted") as restarted, restarted.client() as client:
+        login = client.post("/auth/token", data={"username": OWNER, "password": PASSWORD}).json()
+        client.headers["Authorization"] = f"Bearer {login['access_token']}"
+        assert acknowledged <= {task["id"] for task in client.get("/tasks").json()["items"]}
