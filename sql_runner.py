@@ -78,11 +78,11 @@ class SqlRunner:
             if self._sqlite:
                 _set_busy_timeout(connection, remaining_ms)
             with connection.begin():
-                if write and not self._sqlite:  # row locks: PostgreSQL would otherwise wait for ever
+                if write and not self._sqlite:  # writers wait for row locks; PostgreSQL's reads never do
                     connection.execute(POSTGRES_WAITS, {"ms": str(remaining_ms)})
                 result = work(connection)
         if write and self._file is not None:
-            self._file.check()  # after the commit: a write that got into the file before it went is not kept
+            self._file.check()  # after the commit, which may have gone into a file that is gone
         return result
 
 
