@@ -1,19 +1,15 @@
-"""The SQL backend: plain SQLAlchemy Core functions, and `SqlStore`, which runs them off the event loop.
+"""The SQL backend: plain SQLAlchemy Core functions, and `SqlStore`, which implements `Storage` with them.
 
 Each function takes a `Connection` and does one short transaction's work, like a flaskr
-view's queries. `SqlStore` opens the connection in a worker thread (blocking SQL must never
-run on the event loop) and turns lost connections and lock timeouts into a 503.
+view's queries. `SqlStore` hands each one to `sql_runner.SqlRunner`, which runs it off the
+event loop within the request's time budget and turns database failures into a 503.
 
 Speed (measured with bench/): these are Core statements, not ORM queries, so rows become API
 models directly, with no Session, identity map or ORM objects in between, and a task's tags come
 in the same query. `db_models.py` still describes the tables, for Alembic and for Core.
 """
 
-import asyncio
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache, partial
 from typing import Any, Literal, TypeVar
@@ -44,21 +40,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.exc import IntegrityError
 
 import db_models
-from database import POOL_SIZE, writer
 from models import SortField, SortOrder, Task, TaskCreate, User
+from sql_runner import SqlRunner
 from storage import (
+    AccountGone,
     EmailTaken,
     IdempotencyKeyReused,
     IdempotencyRequest,
     Precondition,
     PreconditionFailed,
     StorageKind,
-    StorageUnavailable,
     TaskListing,
     TaskNotFound,
     UserCredentials,
@@ -458,110 +452,79 @@ def ping(connection: Connection) -> None:
 
 # --- the Storage implementation ----------------------------------------------
 
-SQLITE_THREADS = 4
-
 
 class SqlStore:
-    """Implements `storage.Storage` over an engine; every call is one short transaction."""
+    """Implements `storage.Storage` over an engine: each method runs one query function above as
+    one short transaction, on `sql_runner.SqlRunner`'s threads."""
 
     def __init__(self, engine: Engine) -> None:
         self.kind: StorageKind = "sqlite" if engine.dialect.name == "sqlite" else "postgresql"
         self.engine = engine
-        self._writer = writer(engine)
-        # SQL runs on threads of its own: a burst of Argon2 logins on the shared thread pool cannot
-        # delay queries, and loop.run_in_executor costs ~20 µs less per call than anyio's
-        # run_in_threadpool. PostgreSQL gets one thread per pooled connection, to overlap network
-        # waits; SQLite barely waits, and 40 threads taking turns on the GIL (and on the write
-        # lock) gave 0-10% fewer requests per second on listings and POSTs (measured with bench/).
-        threads = SQLITE_THREADS if self.kind == "sqlite" else POOL_SIZE
-        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="sql")
-        # SQLite has one writer at a time. Writers of this process queue on a lock, which wakes
-        # the next one at once; SQLite's busy handler polls, so under load it can starve a thread
-        # until its timeout. The wait is bounded by the engine's own (STORAGE_TIMEOUT_SECONDS).
-        self._sqlite_writers = threading.Lock() if self.kind == "sqlite" else None
-        self._wait_seconds = engine.pool.timeout() if isinstance(engine.pool, QueuePool) else -1
-
-    @contextmanager
-    def _turn(self, write: bool) -> Iterator[None]:
-        """A write turn on SQLite (see __init__); reads, and every PostgreSQL call, never wait here."""
-        if not write or self._sqlite_writers is None:
-            yield
-            return
-        if not self._sqlite_writers.acquire(timeout=self._wait_seconds):
-            raise StorageUnavailable()
-        try:
-            yield
-        finally:
-            self._sqlite_writers.release()
-
-    async def _run(self, work: Callable[[Connection], T], write: bool = False) -> T:
-        def in_transaction() -> T:
-            with self._turn(write), (self._writer if write else self.engine).begin() as connection:
-                return work(connection)
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._threads, in_transaction)
-        except (OperationalError, PoolTimeout) as error:  # locked past the timeout, or unreachable
-            raise StorageUnavailable() from error
+        self._sql = SqlRunner(engine)
 
     async def _write_retrying_a_lost_race(self, work: Callable[[Connection], T]) -> T:
         """Check-then-insert work (an Idempotency-Key, the startup admin): when a concurrent
         transaction inserted the same key first (PostgreSQL), the retry finds its row instead."""
         try:
-            return await self._run(work, write=True)
+            return await self._sql.write(work)
         except IntegrityError:
-            return await self._run(work, write=True)
+            return await self._sql.write(work)
 
     async def ping(self) -> None:
         """Ready means able to write: on SQLite a lock held past the timeout makes this fail."""
-        await self._run(ping, write=True)
+        await self._sql.write(ping)
 
     async def close(self) -> None:
-        self._threads.shutdown()
+        self._sql.close()
         self.engine.dispose()
 
     async def create_user(self, email: str, password_hash: str, is_admin: bool = False) -> User:
         try:
-            return await self._run(
-                partial(create_user, email=email, password_hash=password_hash, is_admin=is_admin), True
+            return await self._sql.write(
+                partial(create_user, email=email, password_hash=password_hash, is_admin=is_admin)
             )
         except IntegrityError as error:
             raise EmailTaken() from error
 
     async def get_user(self, user_id: int, token_key: str) -> User | None:
-        return await self._run(partial(get_user, user_id=user_id, token_key=token_key))
+        """Read on every request, never remembered: a deleted account or a changed password locks out at once."""
+        return await self._sql.read(partial(get_user, user_id=user_id, token_key=token_key))
 
     async def get_credentials(self, email: str) -> UserCredentials | None:
-        return await self._run(partial(get_credentials, email=email))
+        return await self._sql.read(partial(get_credentials, email=email))
 
     async def ensure_admin(self, email: str, password_hash: str) -> User:
         return await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
 
     async def list_users(self) -> list[User]:
-        return await self._run(list_users)
+        return await self._sql.read(list_users)
 
     async def count_users(self) -> int:
-        return await self._run(count_users)
+        return await self._sql.read(count_users)
 
     async def create_task(self, owner_id: int, data: TaskCreate, idempotency: IdempotencyRequest | None = None) -> Task:
-        return await self._write_retrying_a_lost_race(
-            partial(create_task, owner_id=owner_id, data=data, idempotency=idempotency)
-        )
+        work = partial(create_task, owner_id=owner_id, data=data, idempotency=idempotency)
+        try:
+            return await self._write_retrying_a_lost_race(work)
+        except IntegrityError as error:  # still refused: the owner's row went after their token was checked
+            if await self._sql.read(partial(get_user, user_id=owner_id)) is None:
+                raise AccountGone() from error
+            raise
 
     async def get_task(self, task_id: int, owner_id: int | None) -> Task:
-        return await self._run(partial(get_task, task_id=task_id, owner_id=owner_id))
+        return await self._sql.read(partial(get_task, task_id=task_id, owner_id=owner_id))
 
     async def update_task(
         self, task_id: int, owner_id: int | None, changes: dict[str, Any], precondition: Precondition | None
     ) -> Task:
         work = partial(update_task, task_id=task_id, owner_id=owner_id, changes=changes, precondition=precondition)
-        return await self._run(work, True)
+        return await self._sql.write(work)
 
     async def delete_task(self, task_id: int, owner_id: int | None, precondition: Precondition | None) -> None:
-        await self._run(partial(delete_task, task_id=task_id, owner_id=owner_id, precondition=precondition), True)
+        await self._sql.write(partial(delete_task, task_id=task_id, owner_id=owner_id, precondition=precondition))
 
     async def list_tasks(self, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
-        return await self._run(partial(list_tasks, owner_id=owner_id, listing=listing))
+        return await self._sql.read(partial(list_tasks, owner_id=owner_id, listing=listing))
 
     async def delete_all_tasks(self) -> int:
-        return await self._run(delete_all_tasks, True)
+        return await self._sql.write(delete_all_tasks)

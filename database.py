@@ -22,8 +22,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-# No overflow: N workers hold at most N x 40 PostgreSQL connections (crud.SqlStore runs one
-# thread per connection there; on SQLite it uses only 4 of them).
+# No overflow: N workers hold at most N x 40 PostgreSQL connections (sql_runner.SqlRunner runs
+# one thread per connection there; on SQLite it uses only 5 of them).
 POOL_SIZE = 40
 BEGIN_IMMEDIATE = "sqlite_begin_immediate"
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")

@@ -167,6 +167,17 @@ def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return _empty_database_url(request.param, request, tmp_path)
 
 
+def delete_user(storage: Storage, user_id: int) -> None:
+    """Remove an account behind the API's back (no route deletes one), as an operator's SQL would."""
+    if isinstance(storage, SqlStore):
+        with storage.engine.begin() as connection:
+            connection.execute(text("DELETE FROM users WHERE id = :user_id"), {"user_id": user_id})
+        return
+    assert isinstance(storage, MemoryStore)
+    credentials = storage._users.pop(user_id)
+    del storage._user_id_by_email[credentials.user.email]
+
+
 @pytest.fixture
 def settings() -> Settings:
     """Settings for a test app; tests that need other values build their own."""

@@ -14,6 +14,7 @@ import re
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -326,3 +327,29 @@ def simultaneously(count: int, action: Callable[[int], T]) -> list[T]:
 def pids(entries: list[AccessEntry]) -> set[int]:
     """The worker processes behind these answers."""
     return {entry.pid for entry in entries}
+
+
+@contextmanager
+def sqlite_write_lock(path: Path) -> Iterator[None]:
+    """Another program's write transaction on the file, held until the block ends. In WAL mode
+    `BEGIN EXCLUSIVE` shuts out every other writer, while readers go on reading."""
+    locker = sqlite3.connect(path, isolation_level=None, timeout=5)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        locker.close()  # rolls the transaction back
+
+
+def sqlite_file(database_url: str) -> Path:
+    """The file a `sqlite:///…` DATABASE_URL names."""
+    database = make_url(database_url).database
+    assert database, database_url
+    return Path(database)
+
+
+def timed(action: Callable[[], T]) -> tuple[float, T]:
+    """How long `action()` took, in seconds, and what it returned."""
+    started = time.monotonic()
+    result = action()
+    return time.monotonic() - started, result

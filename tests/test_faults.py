@@ -9,6 +9,7 @@ Stores here are built with a 0.2 s timeout, so every refused request answers qui
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from auth import create_access_token
 from crud import SqlStore
@@ -226,3 +227,22 @@ def test_an_unreachable_postgresql_gives_503_on_data_routes_and_ready() -> None:
                 client.request(method, url.format(id=1), headers={"Authorization": f"Bearer {token}"}, **options)
             )
     engine.dispose()
+
+
+@pytest.mark.parametrize("storage", ["postgresql"], indirect=True)
+def test_a_postgresql_row_lock_held_past_the_timeout_refuses_the_write_but_not_reads(faulty: Faulty) -> None:
+    """Another program holds a task's row lock: a PATCH waits only until its deadline, a GET not at all."""
+    with TestClient(app_on(faulty.store)) as client:
+        assert client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD}).status_code == 201
+        token = client.post("/auth/token", data={"username": EMAIL, "password": PASSWORD}).json()["access_token"]
+        user: Headers = {"Authorization": f"Bearer {token}"}
+        task = client.post("/tasks", json={"title": "Locked"}, headers=user).json()
+        with faulty.store.engine.connect() as holder:
+            holder.execute(text("SET idle_in_transaction_session_timeout = '5s'"))  # never for ever
+            holder.execute(text("SELECT id FROM tasks WHERE id = :id FOR UPDATE"), {"id": task["id"]})
+            started = time.monotonic()
+            assert_unavailable(client.patch(f"/tasks/{task['id']}", json={"priority": 5}, headers=user))
+            assert time.monotonic() - started < TIMEOUT + 1
+            assert client.get(f"/tasks/{task['id']}", headers=user).json() == task
+            holder.rollback()
+        assert client.patch(f"/tasks/{task['id']}", json={"priority": 5}, headers=user).status_code == 200

@@ -43,8 +43,15 @@ STATEFUL_SETTINGS = hypothesis.settings(FUZZ_SETTINGS, max_examples=25, stateful
 # The fuzzed app: built once, because schemathesis collects one test per operation from its
 # schema; the `bearer` fixture points its storage at each backend in turn. Every test
 # registers from its one client address, so the per-client limits are raised out of the way.
-LIMITS = {"register_rate_limit": "100000/minute", "login_client_rate_limit": "100000/minute"}
-APP = create_app(Settings(database_url="memory", secret_key=TEST_SECRET, demo_data=False, **LIMITS))
+APP = create_app(
+    Settings(
+        database_url="memory",
+        secret_key=TEST_SECRET,
+        demo_data=False,
+        register_rate_limit="100000/minute",
+        login_client_rate_limit="100000/minute",
+    )
+)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
