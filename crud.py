@@ -88,6 +88,10 @@ def get_user(connection: Connection, user_id: int, token_key: str) -> User | Non
     return User.model_validate(row._asdict()) if row else None
 
 
+def user_exists(connection: Connection, user_id: int) -> bool:
+    return connection.scalar(select(USERS.c.id).where(USERS.c.id == user_id)) is not None
+
+
 def get_credentials(connection: Connection, email: str) -> UserCredentials | None:
     statement = select(*USER_COLUMNS, USERS.c.password_hash, USERS.c.token_key).where(USERS.c.email == email)
     row = connection.execute(statement).first()
@@ -507,7 +511,7 @@ class SqlStore:
         try:
             return await self._write_retrying_a_lost_race(work)
         except IntegrityError as error:  # still refused: the owner's row went after their token was checked
-            if await self._sql.read(partial(get_user, user_id=owner_id)) is None:
+            if not await self._sql.read(partial(user_exists, user_id=owner_id)):
                 raise AccountGone() from error
             raise
 
