@@ -166,13 +166,19 @@ DATA_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def user_with_a_task(client: TestClient, title: str) -> tuple[Headers, dict[str, Any]]:
+    """A registered, logged-in user and one task of theirs, made before any fault."""
+    assert client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD}).status_code == 201
+    token = client.post("/auth/token", data={"username": EMAIL, "password": PASSWORD}).json()["access_token"]
+    user: Headers = {"Authorization": f"Bearer {token}"}
+    task: dict[str, Any] = client.post("/tasks", json={"title": title}, headers=user).json()
+    return user, task
+
+
 @pytest.mark.parametrize("storage", ["sqlite", "postgresql"], indirect=True)
 def test_an_outage_gives_503_and_the_service_recovers_by_itself(faulty: Faulty) -> None:
     with TestClient(app_on(faulty.store)) as client:
-        assert client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD}).status_code == 201
-        token = client.post("/auth/token", data={"username": EMAIL, "password": PASSWORD}).json()["access_token"]
-        user: Headers = {"Authorization": f"Bearer {token}"}
-        task = client.post("/tasks", json={"title": "Committed before the outage"}, headers=user).json()
+        user, task = user_with_a_task(client, "Committed before the outage")
 
         with faulty.outage():
             assert client.get("/health").status_code == 200
@@ -194,10 +200,7 @@ def test_a_held_sqlite_write_lock_refuses_writes_but_not_reads(faulty: Faulty) -
     """Another writer past the busy timeout: writes and /ready get 503, reads go on (WAL)."""
     assert faulty.store.engine.url.database is not None
     with TestClient(app_on(faulty.store)) as client:
-        assert client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD}).status_code == 201
-        token = client.post("/auth/token", data={"username": EMAIL, "password": PASSWORD}).json()["access_token"]
-        user: Headers = {"Authorization": f"Bearer {token}"}
-        task = client.post("/tasks", json={"title": "Before"}, headers=user).json()
+        user, task = user_with_a_task(client, "Before")
         writer = sqlite3.connect(faulty.store.engine.url.database, isolation_level=None, timeout=1)
         try:
             writer.execute("BEGIN IMMEDIATE")
@@ -233,10 +236,7 @@ def test_an_unreachable_postgresql_gives_503_on_data_routes_and_ready() -> None:
 def test_a_postgresql_row_lock_held_past_the_timeout_refuses_the_write_but_not_reads(faulty: Faulty) -> None:
     """Another program holds a task's row lock: a PATCH waits only until its deadline, a GET not at all."""
     with TestClient(app_on(faulty.store)) as client:
-        assert client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD}).status_code == 201
-        token = client.post("/auth/token", data={"username": EMAIL, "password": PASSWORD}).json()["access_token"]
-        user: Headers = {"Authorization": f"Bearer {token}"}
-        task = client.post("/tasks", json={"title": "Locked"}, headers=user).json()
+        user, task = user_with_a_task(client, "Locked")
         with faulty.store.engine.connect() as holder:
             holder.execute(text("SET idle_in_transaction_session_timeout = '5s'"))  # never for ever
             holder.execute(text("SELECT id FROM tasks WHERE id = :id FOR UPDATE"), {"id": task["id"]})
