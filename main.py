@@ -165,7 +165,7 @@ async def login(form: Annotated[LoginForm, Form()], request: Request, db: Db, se
     """OAuth2 password flow (form fields `username` = email, `password`), as Swagger's Authorize sends it."""
     limits: RateLimits = request.app.state.rate_limits
     client, email = client_address(request), form.username.strip().lower()
-    wait = await run_in_threadpool(limits.take_login, client, email)
+    wait = await run_in_threadpool(limits.take_login, client, email)  # Redis calls block
     if wait is not None:
         raise too_many(wait, "Too many failed logins; wait before trying again")
     credentials = await authenticate(db, email, form.password, settings.storage_timeout_seconds)
