@@ -111,7 +111,7 @@ def migration_transaction(engine: Engine) -> Iterator[Connection]:
             with connection.begin():
                 yield connection
             return
-        _sqlite_pragma(connection, "foreign_keys=OFF")  # a no-op inside a transaction: before BEGIN
+        sqlite_pragma(connection, "foreign_keys=OFF")  # a no-op inside a transaction: before BEGIN
         try:
             with connection.begin():
                 before = _revision(connection)
@@ -119,11 +119,12 @@ def migration_transaction(engine: Engine) -> Iterator[Connection]:
                 if _revision(connection) != before:
                     _check_foreign_keys(connection)
         finally:
-            _sqlite_pragma(connection, "foreign_keys=ON")  # the connection goes back to the pool
+            sqlite_pragma(connection, "foreign_keys=ON")  # the connection goes back to the pool
 
 
-def _sqlite_pragma(connection: Connection, pragma: str) -> None:
-    # On the driver's connection: SQLAlchemy would BEGIN before executing it.
+def sqlite_pragma(connection: Connection, pragma: str) -> None:
+    """Set a PRAGMA that must come before BEGIN (`foreign_keys`, `busy_timeout`): on the driver's
+    own cursor, since a SQLAlchemy statement would begin the transaction first."""
     cursor = connection.connection.cursor()
     try:
         cursor.execute(f"PRAGMA {pragma}")
@@ -147,5 +148,5 @@ def _check_foreign_keys(connection: Connection) -> None:
 
 def schema_is_current(engine: Engine) -> bool:
     with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
+        current = _revision(connection)
     return current == ScriptDirectory.from_config(alembic_config()).get_current_head()

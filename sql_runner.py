@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
-from database import POOL_SIZE, writer
+from database import POOL_SIZE, sqlite_pragma, writer
 from errors import seconds_left
 from storage import StorageUnavailable
 
@@ -76,7 +76,7 @@ class SqlRunner:
             raise StorageUnavailable()  # its turn came after the request's time was up
         with (self._writer if write else self.engine).connect() as connection:
             if self._sqlite:
-                _set_busy_timeout(connection, remaining_ms)
+                sqlite_pragma(connection, f"busy_timeout = {remaining_ms}")  # BEGIN (IMMEDIATE) is what waits
             with connection.begin():
                 if write and not self._sqlite:  # writers wait for row locks; PostgreSQL's reads never do
                     connection.execute(POSTGRES_WAITS, {"ms": str(remaining_ms)})
@@ -114,11 +114,3 @@ class SqliteFile:
         except FileNotFoundError:
             pass
         raise StorageUnavailable()
-
-
-def _set_busy_timeout(connection: Connection, ms: int) -> None:
-    """How long SQLite waits for its lock, set before BEGIN: BEGIN (IMMEDIATE) is what waits. On
-    the driver's own cursor, since a SQLAlchemy statement would begin the transaction first."""
-    cursor = connection.connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {ms}")
-    cursor.close()

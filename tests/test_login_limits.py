@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ import auth
 from settings import Settings
 from storage import Storage
 from tests.conftest import PASSWORD, assert_problem, make_settings, running
-from tests.live_server import simultaneously
+from tests.live_server import simultaneously, timed
 
 SIMULTANEOUS = 60
 
@@ -148,12 +148,6 @@ def busy_hashing_threads() -> Iterator[threading.Event]:
     release.set()
 
 
-def timed(request: Callable[[], Response]) -> tuple[Response, float]:
-    started = time.monotonic()
-    response = request()
-    return response, time.monotonic() - started
-
-
 def test_a_request_that_gets_no_hashing_turn_in_time_gets_503(
     storage: Storage, busy_hashing_threads: threading.Event
 ) -> None:
@@ -163,7 +157,7 @@ def test_a_request_that_gets_no_hashing_turn_in_time_gets_503(
             lambda: register(client, "waiting@example.com"),
             lambda: log_in(client, "waiting@example.com", PASSWORD),
         ):
-            response, seconds = timed(request)
+            seconds, response = timed(request)
             assert_problem(response, 503)
             assert response.headers["Retry-After"].isdigit()
             assert 0.4 <= seconds <= 0.5 + 1
