@@ -19,11 +19,11 @@ from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 
 from models import MAX_LISTED_ERRORS, Problem, ValidationIssue
-from pagination import InvalidCursor
 from storage import (
     AccountGone,
     EmailTaken,
     IdempotencyKeyReused,
+    InvalidCursor,
     PreconditionFailed,
     StorageError,
     StorageUnavailable,

@@ -5,11 +5,38 @@ tag changes whenever the task does and `If-Match` can be checked inside the writ
 """
 
 import re
+from typing import Annotated, Any
 
+from fastapi import Header
+from pydantic import StringConstraints, WithJsonSchema
+
+from errors import header_doc
 from models import Task
 from storage import Precondition
 
 ENTITY_TAG = re.compile(r'"(\d+)-(\d+)"')
+
+# RFC 9110 §13.1: an opaque tag is quoted etagc characters; a request's If-Match or
+# If-None-Match is `*` or a comma-separated list of (possibly weak) tags; anything else is a 422.
+OPAQUE_TAG = r'"[\x21\x23-\x7e]*"'
+_ANY_TAG = rf"(?:W/)?{OPAQUE_TAG}"
+ENTITY_TAGS = rf"^(?:\*|{_ANY_TAG}(?:[ \t]*,[ \t]*{_ANY_TAG})*)$"
+
+
+def _tags_header(description: str, *examples: str) -> Any:
+    """An optional header of entity tags. The schema shows a string, never `null` (it is simply
+    left out), with examples a schema-driven tester cannot draw from the pattern."""
+    return Annotated[
+        Annotated[str, StringConstraints(pattern=ENTITY_TAGS)] | None,
+        Header(description=description),
+        WithJsonSchema({"type": "string", "pattern": ENTITY_TAGS, "examples": list(examples)}),
+    ]
+
+
+IfMatch = _tags_header("Apply only if the task still has one of these ETags (else 412)", '"1-1"', "*")
+IfNoneMatch = _tags_header("Answer 304 if the task still has one of these ETags", '"1-1"')
+# The header every successful single-task answer carries, documented for schema-driven tests.
+ETAG = {"ETag": header_doc("Strong validator of this version of the task", rf"^{OPAQUE_TAG}$")}
 
 
 def etag(task: Task) -> str:

@@ -1,29 +1,14 @@
-"""The Tasks API: every route, and the wiring that picks a storage backend at startup.
+"""The Tasks API: every route, then the app that serves them.
 
-Run it with `uvicorn main:app --reload`. DATABASE_URL chooses the backend (the in-memory
-dict store by default); the routes only ever see the `Storage` interface.
+Run it with `uvicorn main:app --reload`. DATABASE_URL chooses the storage (the in-memory
+dict store by default); routes only ever see the `Storage` interface, through `Db`.
 """
 
-import gc
-import logging
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from typing import Annotated, Any, get_origin
+from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    FastAPI,
-    Form,
-    Header,
-    HTTPException,
-    Path,
-    Request,
-    Response,
-)
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, StringConstraints, ValidationError, WithJsonSchema
+from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from auth import (
@@ -34,20 +19,11 @@ from auth import (
     owner_scope,
     require_admin,
     unauthorized,
-    verify_password,
 )
-from crud import SqlStore
-from database import create_db_engine, schema_is_current, upgrade_to_head
-from demo_data import load_demo_data
 from docs import mount_docs
 from errors import header_doc, install_problem_handlers, install_problem_openapi, problems
-from etags import etag, not_modified, precondition
-from memory_store import MemoryStore
-from middleware import (
-    BodySizeLimitMiddleware,
-    ProblemCORSMiddleware,
-    RequestContextMiddleware,
-)
+from etags import ETAG, IfMatch, IfNoneMatch, etag, not_modified, precondition
+from middleware import BodySizeLimitMiddleware, ProblemCORSMiddleware, RequestContextMiddleware
 from models import (
     Deleted,
     Health,
@@ -57,127 +33,29 @@ from models import (
     Task,
     TaskCreate,
     TaskPage,
-    TaskPatch,
     TaskQuery,
+    TaskUpdate,
     Token,
     User,
     UserCreate,
 )
-from pagination import decode_cursor, encode_cursor, link_header
-from rate_limit import RateLimits
+from pagination import PAGE_HEADERS, decode_cursor, encode_cursor, link_header
+from rate_limit import RateLimits, client_address, too_many
 from settings import AppSettings, Settings
-from storage import MAX_ID, Db, EmailTaken, IdempotencyRequest, Storage, TaskListing
+from startup import configure_logging, open_storage, seed
+from storage import MAX_ID, Db, IdempotencyKey, IdempotencyRequest, TaskListing
 
 VERSION = "1.0.0"
 
-# RFC 9110 §13.1: an opaque tag is quoted etagc characters; a request's If-Match or
-# If-None-Match is `*` or a comma-separated list of (possibly weak) tags; anything else is a 422.
-OPAQUE_TAG = r'"[\x21\x23-\x7e]*"'
-ENTITY_TAG = rf"(?:W/)?{OPAQUE_TAG}"
-ENTITY_TAGS = rf"^(?:\*|{ENTITY_TAG}(?:[ \t]*,[ \t]*{ENTITY_TAG})*)$"
-# 1-255 printable ASCII characters, no surrounding spaces (HTTP would strip them anyway).
-IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
-
-
-def header_schema(pattern: str, *examples: str) -> WithJsonSchema:
-    """An optional header as the schema shows it: a string, never `null` (it is simply left out).
-    The examples also give schema-driven testers valid values they cannot draw from the pattern."""
-    return WithJsonSchema({"type": "string", "pattern": pattern, **({"examples": list(examples)} if examples else {})})
-
-
 TaskId = Annotated[int, Path(ge=1, le=MAX_ID, description="The task's id")]
-IfMatch = Annotated[
-    Annotated[str, StringConstraints(pattern=ENTITY_TAGS)] | None,
-    Header(description="Apply only if the task still has one of these ETags (else 412)"),
-    header_schema(ENTITY_TAGS, '"1-1"', "*"),
-]
-IfNoneMatch = Annotated[
-    Annotated[str, StringConstraints(pattern=ENTITY_TAGS)] | None,
-    Header(description="Answer 304 if the task still has one of these ETags"),
-    header_schema(ENTITY_TAGS, '"1-1"'),
-]
-IdempotencyKey = Annotated[
-    Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY)] | None,
-    Header(description="1-255 printable ASCII characters; a retry with the same key and body returns the original"),
-    header_schema(IDEMPOTENCY_KEY),
-]
-
-# Headers that successful task responses always carry, documented so schema-driven tests check them.
-ETAG = {"ETag": header_doc("Strong validator of this version of the task", rf"^{OPAQUE_TAG}$")}
 CREATED = {**ETAG, "Location": header_doc("Where the new task lives", r"^/tasks/[0-9]+$")}
-PAGE = {
-    "X-Total-Count": header_doc("Tasks matching the filters, on every page", r"^[0-9]+$"),
-    "Link": header_doc('RFC 8288 links: rel="first", and rel="next" unless this is the last page', r'rel="first"'),
-}
 
-router = APIRouter()
 tasks = APIRouter(prefix="/tasks", tags=["tasks"], responses=problems(401, 422, 503))
+users = APIRouter(tags=["auth"])
+service = APIRouter(tags=["service"])
 admin = APIRouter(
     prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], responses=problems(401, 403, 503)
 )
-
-
-# --- service -----------------------------------------------------------------
-
-
-@router.get("/", tags=["service"])
-async def root() -> ServiceInfo:
-    return ServiceInfo(name="Tasks API", version=VERSION)
-
-
-@router.get("/health", tags=["service"])
-async def health() -> Health:
-    """Liveness: answers without touching storage, so a slow database never restarts the app."""
-    return Health()
-
-
-@router.get("/ready", tags=["service"], responses=problems(503))
-async def ready(db: Db) -> Readiness:
-    """Readiness: 200 only when storage answers."""
-    await db.ping()
-    return Readiness(storage=db.kind)
-
-
-# --- users and tokens --------------------------------------------------------
-
-
-def client_address(request: Request) -> str:
-    """The connection's peer: uvicorn rewrites it from X-Forwarded-For only for FORWARDED_ALLOW_IPS."""
-    return request.client.host if request.client else "unknown"
-
-
-def too_many(wait: int, detail: str) -> HTTPException:
-    return HTTPException(429, detail, {"Retry-After": str(wait)})
-
-
-@router.post("/auth/register", status_code=201, tags=["auth"], responses=problems(409, 413, 422, 429, 503))
-async def register(data: UserCreate, request: Request, db: Db, settings: AppSettings) -> User:
-    limits: RateLimits = request.app.state.rate_limits
-    wait = await run_in_threadpool(limits.register.take, client_address(request))  # Redis calls block
-    if wait is not None:
-        raise too_many(wait, "Too many registrations from this address; wait before trying again")
-    password_hash = await hash_password(data.password, settings.storage_timeout_seconds)
-    return await db.create_user(data.email, password_hash)
-
-
-@router.post("/auth/token", tags=["auth"], responses=problems(401, 413, 422, 429, 503))
-async def login(form: Annotated[LoginForm, Form()], request: Request, db: Db, settings: AppSettings) -> Token:
-    """OAuth2 password flow (form fields `username` = email, `password`), as Swagger's Authorize sends it."""
-    limits: RateLimits = request.app.state.rate_limits
-    client, email = client_address(request), form.username.strip().lower()
-    wait = await run_in_threadpool(limits.take_login, client, email)  # Redis calls block
-    if wait is not None:
-        raise too_many(wait, "Too many failed logins; wait before trying again")
-    credentials = await authenticate(db, email, form.password, settings.storage_timeout_seconds)
-    if credentials is None:
-        raise unauthorized("Incorrect email or password")
-    await run_in_threadpool(limits.login_succeeded, client, email)
-    return create_access_token(credentials, settings)
-
-
-@router.get("/users/me", tags=["auth"], responses=problems(401, 503))
-async def read_me(user: CurrentUser) -> User:
-    return user
 
 
 # --- tasks -------------------------------------------------------------------
@@ -206,63 +84,14 @@ async def create_task(
     return _with_etag(response, task)
 
 
-def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    """Each field of `model` as an OpenAPI query parameter, enum definitions written in place."""
-    schema = model.model_json_schema()
-    definitions = schema.get("$defs", {})
-
-    def resolved(node: Any) -> Any:
-        if isinstance(node, list):
-            return [resolved(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        if "$ref" in node:
-            node = {**definitions[node["$ref"].rpartition("/")[2]], **node}
-            del node["$ref"]
-        return {key: resolved(value) for key, value in node.items()}
-
-    return [
-        {"name": name, "in": "query", "required": False, "schema": resolved(field)}
-        | ({"description": field["description"]} if "description" in field else {})
-        for name, field in schema["properties"].items()
-    ]
-
-
-# `?status=a&status=b`: list fields take every value given, the others the last one.
-REPEATABLE = {name for name, field in TaskQuery.model_fields.items() if get_origin(field.annotation) is list}
-
-
-async def task_query(request: Request) -> TaskQuery:
-    """GET /tasks' query string as a `TaskQuery`: what `Annotated[TaskQuery, Query()]` does, by hand.
-
-    Speed: FastAPI's Query() model re-inspects every field's type on each request, a fifth of a
-    listing's cost (measured with bench/); `query_parameters` documents the same fields."""
-    params = request.query_params
-    values = {name: params.getlist(name) if name in REPEATABLE else params[name] for name in params}
-    try:
-        return TaskQuery.model_validate(values)
-    except ValidationError as error:
-        raise RequestValidationError(
-            [{**issue, "loc": ("query", *issue["loc"])} for issue in error.errors(include_url=False)]
-        ) from None
-
-
-@tasks.get(
-    "",
-    responses={200: {"description": "A page of tasks", "headers": PAGE}},
-    openapi_extra={"parameters": query_parameters(TaskQuery)},
-)
+@tasks.get("", responses={200: {"description": "A page of tasks", "headers": PAGE_HEADERS}})
 async def list_tasks(
-    query: Annotated[TaskQuery, Depends(task_query)],
-    user: CurrentUser,
-    db: Db,
-    response: Response,
-    settings: AppSettings,
+    query: Annotated[TaskQuery, Query()], user: CurrentUser, db: Db, response: Response, settings: AppSettings
 ) -> TaskPage:
     """Filter, sort and page through your tasks (an admin sees everyone's)."""
     after = decode_cursor(query.cursor, query, settings.secret_key) if query.cursor else None
     found, total = await db.list_tasks(owner_scope(user), TaskListing(query, after))
-    items = found[: query.limit]
+    items = found[: query.limit]  # storage reads one task more than the page: is there a next page?
     next_cursor = encode_cursor(items[-1], query, settings.secret_key) if len(found) > query.limit else None
     response.headers["X-Total-Count"] = str(total)
     response.headers["Link"] = link_header("/tasks", query, next_cursor)
@@ -280,11 +109,7 @@ async def list_tasks(
     },
 )
 async def read_task(
-    task_id: TaskId,
-    user: CurrentUser,
-    db: Db,
-    response: Response,
-    if_none_match: IfNoneMatch = None,
+    task_id: TaskId, user: CurrentUser, db: Db, response: Response, if_none_match: IfNoneMatch = None
 ) -> Task | Response:
     task = await db.get_task(task_id, owner_scope(user))
     if not_modified(if_none_match, etag(task)):
@@ -303,9 +128,9 @@ async def replace_task(
 
 @tasks.patch("/{task_id}", responses={**problems(404, 412, 413), 200: {"description": "The task", "headers": ETAG}})
 async def update_task(
-    task_id: TaskId, data: TaskPatch, user: CurrentUser, db: Db, response: Response, if_match: IfMatch = None
+    task_id: TaskId, data: TaskUpdate, user: CurrentUser, db: Db, response: Response, if_match: IfMatch = None
 ) -> Task:
-    """Change only the fields sent; `null` clears `description` or `due_date`."""
+    """Change only the fields sent; `null` clears an optional field such as `description`."""
     task = await db.update_task(task_id, owner_scope(user), data.changes(), precondition(if_match, task_id))
     return _with_etag(response, task)
 
@@ -313,6 +138,60 @@ async def update_task(
 @tasks.delete("/{task_id}", status_code=204, response_class=Response, responses=problems(404, 412))
 async def delete_task(task_id: TaskId, user: CurrentUser, db: Db, if_match: IfMatch = None) -> None:
     await db.delete_task(task_id, owner_scope(user), precondition(if_match, task_id))
+
+
+# --- users and tokens --------------------------------------------------------
+
+
+@users.post("/auth/register", status_code=201, responses=problems(409, 413, 422, 429, 503))
+async def register(data: UserCreate, request: Request, db: Db, settings: AppSettings) -> User:
+    limits: RateLimits = request.app.state.rate_limits
+    wait = await run_in_threadpool(limits.register.take, client_address(request))  # Redis calls block
+    if wait is not None:
+        raise too_many(wait, "Too many registrations from this address; wait before trying again")
+    password_hash = await hash_password(data.password, settings.storage_timeout_seconds)
+    return await db.create_user(data.email, password_hash)
+
+
+@users.post("/auth/token", responses=problems(401, 413, 422, 429, 503))
+async def login(form: Annotated[LoginForm, Form()], request: Request, db: Db, settings: AppSettings) -> Token:
+    """OAuth2 password flow (form fields `username` = email, `password`), as Swagger's Authorize sends it."""
+    limits: RateLimits = request.app.state.rate_limits
+    client, email = client_address(request), form.username.strip().lower()
+    wait = await run_in_threadpool(limits.take_login, client, email)  # Redis calls block
+    if wait is not None:
+        raise too_many(wait, "Too many failed logins; wait before trying again")
+    credentials = await authenticate(db, email, form.password, settings.storage_timeout_seconds)
+    if credentials is None:
+        raise unauthorized("Incorrect email or password")
+    await run_in_threadpool(limits.login_succeeded, client, email)
+    return create_access_token(credentials, settings)
+
+
+@users.get("/users/me", responses=problems(401, 503))
+async def read_me(user: CurrentUser) -> User:
+    return user
+
+
+# --- service -----------------------------------------------------------------
+
+
+@service.get("/")
+async def root() -> ServiceInfo:
+    return ServiceInfo(name="Tasks API", version=VERSION)
+
+
+@service.get("/health")
+async def health() -> Health:
+    """Liveness: answers without touching storage, so a slow database never restarts the app."""
+    return Health()
+
+
+@service.get("/ready", responses=problems(503))
+async def ready(db: Db) -> Readiness:
+    """Readiness: 200 only when storage answers."""
+    await db.ping()
+    return Readiness(storage=db.kind)
 
 
 # --- admin -------------------------------------------------------------------
@@ -328,49 +207,7 @@ async def delete_all_tasks(db: Db) -> Deleted:
     return Deleted(deleted=await db.delete_all_tasks())
 
 
-# --- wiring ------------------------------------------------------------------
-
-
-def open_storage(settings: Settings) -> Storage:
-    """The backend DATABASE_URL names: the dict store, or SQL through `crud.py`."""
-    if settings.storage_kind == "memory":
-        return MemoryStore()
-    engine = create_db_engine(settings.database_url, settings.storage_timeout_seconds)
-    if settings.storage_kind == "sqlite":
-        upgrade_to_head(engine)  # a fresh file is ready with no manual step
-    elif not schema_is_current(engine):
-        raise RuntimeError("The database schema is not at the latest migration: run `alembic upgrade head` first")
-    return SqlStore(engine)
-
-
-async def seed(db: Storage, settings: Settings) -> None:
-    """Demo data into an empty store (when enabled), then the configured admin account."""
-    if settings.load_demo_data and await db.count_users() == 0:
-        with suppress(EmailTaken):  # another worker, starting at the same moment, seeded first
-            await load_demo_data(db, settings.storage_timeout_seconds)
-    if settings.admin_email and settings.admin_password:
-        await ensure_configured_admin(db, settings.admin_email.strip().lower(), settings.admin_password, settings)
-
-
-async def ensure_configured_admin(db: Storage, email: str, password: str, settings: Settings) -> None:
-    """ADMIN_EMAIL becomes an admin with ADMIN_PASSWORD. A new password gets a new token key,
-    so tokens issued for the old one stop working; the same password keeps them valid."""
-    wait_seconds = settings.storage_timeout_seconds
-    current = await db.get_credentials(email)
-    if current and current.user.is_admin and await verify_password(password, current.password_hash, wait_seconds):
-        return
-    await db.ensure_admin(email, await hash_password(password, wait_seconds))
-
-
-def configure_logging() -> None:
-    """One JSON line per request on stderr, beside uvicorn's own output."""
-    logger = logging.getLogger("tasks")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+# --- the app -----------------------------------------------------------------
 
 
 @asynccontextmanager
@@ -379,11 +216,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging()
     app.state.storage = db = open_storage(settings)
     await seed(db, settings)
-    # What exists now (modules, schemas, caches) lives as long as the app: frozen, it is no
-    # longer rescanned by every full garbage collection, which took 75 ms pauses under load.
-    gc.freeze()
     yield
-    gc.unfreeze()  # a process that starts apps again (the tests) can then free this one
     await db.close()
 
 
@@ -394,7 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=VERSION,
         description="A small, complete REST API for personal tasks. Log in with **Authorize** to try it.",
         lifespan=lifespan,
-        docs_url=None,
+        docs_url=None,  # mount_docs serves both UIs with their assets, so they work offline
         redoc_url=None,
     )
     app.state.settings = settings
@@ -404,7 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.register_rate_limit,
         settings.rate_limit_storage,
     )
-    for routes in (tasks, router, admin):  # the busiest routes are matched first
+    for routes in (tasks, users, service, admin):
         app.include_router(routes)
     install_problem_handlers(app)
     install_problem_openapi(app)

@@ -11,12 +11,15 @@ import json
 from datetime import date, datetime
 from urllib.parse import urlencode
 
+from errors import header_doc
 from models import SortField, Task, TaskQuery
-from storage import SortPosition, SortValue, sort_value
+from storage import InvalidCursor, SortPosition, SortValue, sort_value
 
-
-class InvalidCursor(ValueError):
-    """Malformed, tampered with, or issued for another sort: the client gets a 422."""
+# The headers every page carries, documented for schema-driven tests.
+PAGE_HEADERS = {
+    "X-Total-Count": header_doc("Tasks matching the filters, on every page", r"^[0-9]+$"),
+    "Link": header_doc('RFC 8288 links: rel="first", and rel="next" unless this is the last page', r'rel="first"'),
+}
 
 
 def _b64encode(raw: bytes) -> str:

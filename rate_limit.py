@@ -11,12 +11,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fastapi import HTTPException, Request
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 
 from storage import StorageUnavailable
+
+
+def client_address(request: Request) -> str:
+    """The connection's peer: uvicorn rewrites it from X-Forwarded-For only for FORWARDED_ALLOW_IPS."""
+    return request.client.host if request.client else "unknown"
+
+
+def too_many(wait: int, detail: str) -> HTTPException:
+    """The 429 a limited request gets, saying how many seconds to wait."""
+    return HTTPException(429, detail, {"Retry-After": str(wait)})
 
 
 @contextmanager

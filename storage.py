@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import Depends, Request
-from pydantic import BaseModel
+from fastapi import Depends, Header, Request
+from pydantic import BaseModel, StringConstraints, WithJsonSchema
 
 from models import SortField, Task, TaskCreate, TaskQuery, User
 
@@ -64,6 +64,10 @@ class StorageUnavailable(StorageError):
         super().__init__("The storage is temporarily unavailable; retry shortly")
 
 
+class InvalidCursor(ValueError):
+    """A listing cursor that is malformed, tampered with, or issued for another sort: a 422."""
+
+
 @dataclass(frozen=True)
 class UserCredentials:
     """A user with the password hash and token key: only the login path ever sees them."""
@@ -82,6 +86,15 @@ class Precondition:
 
     def allows(self, version: int) -> bool:
         return self.any_version or version in self.versions
+
+
+# 1-255 printable ASCII characters, no surrounding spaces (HTTP would strip them anyway).
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
+IdempotencyKey = Annotated[
+    Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY)] | None,
+    Header(description="1-255 printable ASCII characters; a retry with the same key and body returns the original"),
+    WithJsonSchema({"type": "string", "pattern": IDEMPOTENCY_KEY}),  # left out when not sent, never null
+]
 
 
 @dataclass(frozen=True)
