@@ -10,7 +10,6 @@ import os
 import re
 import time
 from collections.abc import Collection
-from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -31,6 +30,20 @@ SECURITY_HEADERS = (
 )
 
 
+def log_request(scope: Scope, request_id: str, status: int, started: float) -> None:
+    """The access log's JSON line for one request (built only when someone reads it)."""
+    if access_log.isEnabledFor(logging.INFO):
+        line = {
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "user_id": scope.setdefault("state", {}).get("user_id"),
+        }
+        access_log.info(json.dumps(line))
+
+
 class RequestContextMiddleware:
     """The outermost layer: gives every request an id, headers, one log line, and a safe 500."""
 
@@ -44,7 +57,6 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         offered = Headers(scope=scope).get("x-request-id", "")
         request_id = offered if SANE_REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()
-        state: dict[str, Any] = scope.setdefault("state", {})
         current_request.set(RequestContext(request_id, scope["path"]))
         status = 500
         response_started = False
@@ -70,16 +82,7 @@ class RequestContextMiddleware:
                 scope, receive, send_with_headers
             )
         finally:
-            if access_log.isEnabledFor(logging.INFO):  # skip building the line when nobody reads it
-                line = {
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "user_id": state.get("user_id"),
-                }
-                access_log.info(json.dumps(line))
+            log_request(scope, request_id, status, started)
 
 
 class BodyTooLarge(HTTPException):

@@ -25,8 +25,10 @@ EDIT = re.compile(
     r"```python\n(?P<code>.*?)```",
     re.DOTALL,
 )
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com"}
+GIT_IDENTITY |= {"GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 SKIPPED = shutil.ignore_patterns(".venv", ".git", "*.db", "__pycache__", ".*_cache", ".hypothesis", "test-artifacts")
-FIELD_CHECK = '''
+FIELD_CHECK = """
 import pytest
 
 from tests.conftest import Headers
@@ -51,7 +53,7 @@ def test_the_new_field_round_trips(client, user: Headers) -> None:
 def test_the_new_field_refuses_what_its_type_refuses(client, user: Headers, minutes: object) -> None:
     response = client.post("/tasks", json={"title": "Estimate me", "estimate_minutes": minutes}, headers=user)
     assert response.status_code == 422, response.text
-'''
+"""
 
 
 def walkthrough() -> str:
@@ -85,7 +87,7 @@ def project(tmp_path: Path) -> Path:
     shutil.copytree(ROOT, copy, ignore=SKIPPED)
     (copy / ".venv").symlink_to(ROOT / ".venv")
     for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "stock"]):
-        run(command, copy, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+        run(command, copy, **GIT_IDENTITY)
     return copy
 
 
