@@ -17,6 +17,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    _create_users_and_keys()
+    _create_tasks()
+    _create_task_tags()
+
+
+def _create_users_and_keys() -> None:
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -41,6 +47,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_idempotency_keys_created_at"), "idempotency_keys", ["created_at"], unique=False)
 
+
+def _create_tasks() -> None:
     op.create_table(
         "tasks",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -75,6 +83,8 @@ def upgrade() -> None:
     op.create_index("ix_tasks_owner_title", "tasks", ["owner_id", "title_key", "id"], unique=False)
     op.create_index("ix_tasks_owner_updated", "tasks", ["owner_id", "updated_at", "id"], unique=False)
 
+
+def _create_task_tags() -> None:
     op.create_table(
         "task_tags",
         sa.Column("task_id", sa.Integer(), nullable=False),
