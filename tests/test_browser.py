@@ -132,21 +132,25 @@ def execute(page: Page, operation_id: str, body: str | None = None) -> tuple[str
     return status, shown
 
 
-def test_swagger_demo_runs_offline(page: tuple[Page, Traffic]) -> None:
-    """The README's Swagger steps: Authorize as Alice, list her demo tasks (200), create one (201)."""
-    browser_page, traffic = page
-    browser_page.goto("/docs")
-
+def authorize(browser_page: Page, email: str, password: str) -> None:
+    """Swagger's Authorize dialog: fill in the OAuth2 password form, log in, close it."""
     browser_page.locator("button.authorize").first.click()
     dialog = browser_page.locator(".dialog-ux")
-    dialog.locator("#oauth_username").fill(ALICE[0])
-    dialog.locator("#oauth_password").fill(ALICE[1])
+    dialog.locator("#oauth_username").fill(email)
+    dialog.locator("#oauth_password").fill(password)
     with browser_page.expect_response(lambda response: response.url.endswith("/auth/token")) as login:
         dialog.get_by_role("button", name="Apply given OAuth2 credentials").click()
     assert login.value.status == 200
     expect(dialog.get_by_role("heading", name="Authorized")).to_be_visible()
     dialog.get_by_role("button", name="Close").first.click()
     expect(dialog).to_be_hidden()
+
+
+def test_swagger_demo_runs_offline(page: tuple[Page, Traffic]) -> None:
+    """The README's Swagger steps: Authorize as Alice, list her demo tasks (200), create one (201)."""
+    browser_page, traffic = page
+    browser_page.goto("/docs")
+    authorize(browser_page, *ALICE)
 
     status, listing = execute(browser_page, "list_tasks_tasks_get")
     assert status == "200"
