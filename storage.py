@@ -131,14 +131,7 @@ class SortPosition:
     task_id: int
 
 
-class Sortable(Protocol):
-    """What ordering reads: an API `Task`, or the memory store's compact row."""
-
-    @property
-    def title(self) -> str: ...
-
-
-def sort_value(task: Sortable, sort_by: SortField) -> SortValue:
+def sort_value(task: Task, sort_by: SortField) -> SortValue:
     """The value a task is ordered by (titles case-insensitively), shared by every backend."""
     if sort_by is SortField.title:
         return task.title.lower()
