@@ -1,17 +1,16 @@
-"""The SQL backend: plain SQLAlchemy Core functions, and `SqlStore`, which implements `Storage` with them.
+"""The SQL backend's queries: plain SQLAlchemy Core functions, which `sql_store.SqlStore` runs.
 
 Each function takes a `Connection` and does one short transaction's work, like a flaskr
-view's queries. `SqlStore` hands each one to `sql_runner.SqlRunner`, which runs it off the
-event loop within the request's time budget and turns database failures into a 503.
+view's queries.
 
 Speed (measured with bench/): these are Core statements, not ORM queries, so rows become API
 models directly, with no Session, identity map or ORM objects in between, and a task's tags come
 in the same query. `db_models.py` still describes the tables, for Alembic and for Core.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache, lru_cache, partial
+from functools import cache, lru_cache
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
@@ -19,7 +18,6 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Connection,
-    Engine,
     Insert,
     Integer,
     Row,
@@ -40,19 +38,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
-from sqlalchemy.exc import IntegrityError
 
 import db_models
 from models import SortField, SortOrder, Task, TaskCreate, User
-from sql_runner import SqlRunner
 from storage import (
-    AccountGone,
-    EmailTaken,
     IdempotencyKeyReused,
     IdempotencyRequest,
     Precondition,
     PreconditionFailed,
-    StorageKind,
     TaskListing,
     TaskNotFound,
     UserCredentials,
@@ -452,83 +445,3 @@ def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListin
 
 def ping(connection: Connection) -> None:
     connection.execute(text("SELECT 1"))
-
-
-# --- the Storage implementation ----------------------------------------------
-
-
-class SqlStore:
-    """Implements `storage.Storage` over an engine: each method runs one query function above as
-    one short transaction, on `sql_runner.SqlRunner`'s threads."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.kind: StorageKind = "sqlite" if engine.dialect.name == "sqlite" else "postgresql"
-        self.engine = engine
-        self._sql = SqlRunner(engine)
-
-    async def _write_retrying_a_lost_race(self, work: Callable[[Connection], T]) -> T:
-        """Check-then-insert work (an Idempotency-Key, the startup admin): when a concurrent
-        transaction inserted the same key first (PostgreSQL), the retry finds its row instead."""
-        try:
-            return await self._sql.write(work)
-        except IntegrityError:
-            return await self._sql.write(work)
-
-    async def ping(self) -> None:
-        """Ready means able to write: on SQLite a lock held past the timeout makes this fail."""
-        await self._sql.write(ping)
-
-    async def close(self) -> None:
-        self._sql.close()
-        self.engine.dispose()
-
-    async def create_user(self, email: str, password_hash: str, is_admin: bool = False) -> User:
-        try:
-            return await self._sql.write(
-                partial(create_user, email=email, password_hash=password_hash, is_admin=is_admin)
-            )
-        except IntegrityError as error:
-            raise EmailTaken() from error
-
-    async def get_user(self, user_id: int, token_key: str) -> User | None:
-        """Read on every request, never remembered: a deleted account or a changed password locks out at once."""
-        return await self._sql.read(partial(get_user, user_id=user_id, token_key=token_key))
-
-    async def get_credentials(self, email: str) -> UserCredentials | None:
-        return await self._sql.read(partial(get_credentials, email=email))
-
-    async def ensure_admin(self, email: str, password_hash: str) -> User:
-        return await self._write_retrying_a_lost_race(partial(ensure_admin, email=email, password_hash=password_hash))
-
-    async def list_users(self) -> list[User]:
-        return await self._sql.read(list_users)
-
-    async def count_users(self) -> int:
-        return await self._sql.read(count_users)
-
-    async def create_task(self, owner_id: int, data: TaskCreate, idempotency: IdempotencyRequest | None = None) -> Task:
-        work = partial(create_task, owner_id=owner_id, data=data, idempotency=idempotency)
-        try:
-            return await self._write_retrying_a_lost_race(work)
-        except IntegrityError as error:  # still refused: the owner's row went after their token was checked
-            if not await self._sql.read(partial(user_exists, user_id=owner_id)):
-                raise AccountGone() from error
-            raise
-
-    async def get_task(self, task_id: int, owner_id: int | None) -> Task:
-        return await self._sql.read(partial(get_task, task_id=task_id, owner_id=owner_id))
-
-    async def update_task(
-        self, task_id: int, owner_id: int | None, changes: dict[str, Any], precondition: Precondition | None
-    ) -> Task:
-        work = partial(update_task, task_id=task_id, owner_id=owner_id, changes=changes, precondition=precondition)
-        return await self._sql.write(work)
-
-    async def delete_task(self, task_id: int, owner_id: int | None, precondition: Precondition | None) -> None:
-        await self._sql.write(partial(delete_task, task_id=task_id, owner_id=owner_id, precondition=precondition))
-
-    async def list_tasks(self, owner_id: int | None, listing: TaskListing) -> tuple[list[Task], int]:
-        return await self._sql.read(partial(list_tasks, owner_id=owner_id, listing=listing))
-
-    async def delete_all_tasks(self) -> int:
-        return await self._sql.write(delete_all_tasks)

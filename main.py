@@ -36,7 +36,6 @@ from auth import (
     unauthorized,
     verify_password,
 )
-from crud import SqlStore
 from database import create_db_engine, schema_is_current, upgrade_to_head
 from demo_data import load_demo_data
 from docs import mount_docs
@@ -66,6 +65,7 @@ from models import (
 from pagination import decode_cursor, encode_cursor, link_header
 from rate_limit import RateLimits
 from settings import AppSettings, Settings
+from sql_store import SqlStore
 from storage import MAX_ID, Db, EmailTaken, IdempotencyRequest, Storage, TaskListing
 
 VERSION = "1.0.0"
