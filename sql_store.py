@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -39,7 +39,7 @@ class SqlStore:
 
     async def ping(self) -> None:
         """Ready means able to write: on SQLite a lock held past the timeout makes this fail."""
-        await self._sql.write(crud.ping)
+        await self._sql.write(lambda connection: connection.execute(text("SELECT 1")))
 
     async def close(self) -> None:
         self._sql.close()
