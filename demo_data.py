@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 
 from auth import hash_password
-from crud import SqlStore
 from database import create_db_engine, upgrade_to_head
 from models import TaskCreate, TaskStatus
+from sql_store import SqlStore
 from storage import Storage
 
 DEMO_USERS = (

@@ -8,16 +8,16 @@ import sys
 from contextlib import suppress
 
 from auth import hash_password, verify_password
-from crud import SqlStore
 from database import create_db_engine, schema_is_current, upgrade_to_head
 from demo_data import load_demo_data
 from memory_store import MemoryStore
 from settings import Settings
+from sql_store import SqlStore
 from storage import EmailTaken, Storage
 
 
 def open_storage(settings: Settings) -> Storage:
-    """The backend DATABASE_URL names: the dict store, or SQL through `crud.py`."""
+    """The backend DATABASE_URL names: the dict store, or SQL (`sql_store.py` over the queries in `crud.py`)."""
     if settings.storage_kind == "memory":
         return MemoryStore()
     engine = create_db_engine(settings.database_url, settings.storage_timeout_seconds)

@@ -1,6 +1,6 @@
 """The storage interface every backend implements, and the errors it raises.
 
-Routes talk only to `Storage`; `memory_store.MemoryStore` and `crud.SqlStore` implement
+Routes talk only to `Storage`; `memory_store.MemoryStore` and `sql_store.SqlStore` implement
 it, so switching backends is one setting and the tests run the same suite on each.
 """
 

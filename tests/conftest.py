@@ -25,11 +25,11 @@ from sqlalchemy.engine import make_url
 
 import auth
 from auth import hash_password
-from crud import SqlStore
 from database import alembic_config, create_db_engine, migration_transaction, upgrade_to_head
 from main import create_app
 from memory_store import MemoryStore
 from settings import Settings
+from sql_store import SqlStore
 from storage import Storage, get_db
 
 BACKENDS = ["memory", "sqlite", "postgresql"]

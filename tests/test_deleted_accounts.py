@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from crud import SqlStore
 from models import User
+from sql_store import SqlStore
 from storage import Storage
 from tests.conftest import Headers, assert_problem, delete_user
 

@@ -22,11 +22,11 @@ from httpx2 import Response
 from sqlalchemy import Engine, text
 
 from auth import create_access_token
-from crud import SqlStore
 from database import create_db_engine
 from main import create_app
 from models import User
 from settings import Settings
+from sql_store import SqlStore
 from storage import Storage, UserCredentials, get_db, utc_now
 from tests.conftest import PASSWORD, TEST_SECRET, Headers
 

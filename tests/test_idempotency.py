@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 from pydantic import ValidationError
 
-from crud import SqlStore
 from database import create_db_engine
 from main import create_app
 from settings import Settings
+from sql_store import SqlStore
 from storage import Storage, get_db
 from tests.conftest import TEST_SECRET, Headers
 from tests.test_conditional import Overlap, run_together

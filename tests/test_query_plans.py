@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, Select, event
 
-from crud import ListingShape, listing_values, page_ids
+import crud
 from database import create_db_engine, upgrade_to_head
 from models import SortField, SortOrder, TaskQuery
 from storage import SortPosition, SortValue, TaskListing
@@ -38,7 +38,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     sqlite.dispose()
 
 
-def sql_sent(connection: Connection, statement: Select[Any], values: dict[str, Any]) -> tuple[str, Any]:
+def sql_sent(connection: Connection, statement: Select[Any]) -> tuple[str, Any]:
     """The SQL and driver parameters SQLAlchemy sends for `statement`."""
     sent: list[tuple[str, Any]] = []
 
@@ -47,16 +47,15 @@ def sql_sent(connection: Connection, statement: Select[Any], values: dict[str, A
 
     event.listen(connection, "before_cursor_execute", capture)
     try:
-        connection.execute(statement, values).all()
+        connection.execute(statement).all()
     finally:
         event.remove(connection, "before_cursor_execute", capture)
     return sent[-1]
 
 
 def plan(engine: Engine, listing: TaskListing) -> str:
-    shape = ListingShape.of(1, listing)
     with engine.begin() as connection:
-        sql, parameters = sql_sent(connection, page_ids(shape), listing_values(1, listing))
+        sql, parameters = sql_sent(connection, crud.page_ids(1, listing))
         if connection.dialect.name == "sqlite":
             return "\n".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters))
         connection.exec_driver_sql("SET LOCAL enable_sort = off")

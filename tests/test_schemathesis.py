@@ -24,11 +24,11 @@ from schemathesis.core.failures import FailureGroup
 from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
-from crud import SqlStore
 from db_models import Base
 from main import create_app
 from memory_store import MemoryStore
 from settings import Settings
+from sql_store import SqlStore
 from storage import Storage, get_db
 from tests import schemathesis_hooks  # importing it registers the hooks
 from tests.conftest import PASSWORD, TEST_SECRET
