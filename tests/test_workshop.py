@@ -3,7 +3,8 @@
 For each `workshop/NN-*/` exercise, in a fresh copy of the project:
 1. its checks fail on the stock code: collected, at least one failure, no error;
 2. with `solution.patch` applied (`git apply`), its checks pass;
-3. with the patch applied, the fast suite (`make test-fast`) still passes.
+3. with the patch applied, the fast suite (`make test-fast`) still passes;
+4. the leader's guide's reset command brings the project back to stock.
 A failure names the exercise and shows pytest's own summary, so whoever changed the code knows
 which exercise to update.
 """
@@ -22,7 +23,31 @@ pytestmark = pytest.mark.slow
 
 EXERCISES = sorted(path.name for path in (ROOT / "workshop").glob("[0-9][0-9]-*") if path.is_dir())
 SKIPPED = shutil.ignore_patterns(".venv", ".git", "*.db", "__pycache__", ".*_cache", ".hypothesis", "test-artifacts")
+GUIDE = ROOT / "workshop" / "README.md"
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com"}
+GIT_IDENTITY |= {"GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 SUMMARY = re.compile(r"^=+ (?P<counts>.*) in [0-9.]+s", re.MULTILINE)
+
+
+def git(project: Path, *arguments: str) -> str:
+    result = subprocess.run(
+        ["git", *arguments],
+        cwd=project,
+        env={**os.environ, **GIT_IDENTITY},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"git {' '.join(arguments)}: {result.stderr}"
+    return result.stdout
+
+
+def reset_command() -> str:
+    """The guide's command that throws an attempt away (the line that starts with `git checkout`)."""
+    lines = [line.split("#")[0].strip() for line in GUIDE.read_text().splitlines()]
+    commands = [line for line in lines if line.startswith("git checkout")]
+    assert len(commands) == 1, "the leader's guide gives one reset command"
+    return commands[0]
 
 
 def pytest_in(project: Path, *arguments: str) -> tuple[int, str]:
@@ -46,6 +71,9 @@ def project(tmp_path: Path) -> Path:
     copy = tmp_path / "project"
     shutil.copytree(ROOT, copy, ignore=SKIPPED)
     (copy / ".venv").symlink_to(ROOT / ".venv")
+    git(copy, "init", "-q")
+    git(copy, "add", "-A")
+    git(copy, "commit", "-qm", "stock")
     return copy
 
 
@@ -63,8 +91,12 @@ def test_the_exercise_fails_on_the_stock_code_and_passes_with_its_solution(proje
     patch = project / "workshop" / exercise / "solution.patch"
     applied = subprocess.run(["git", "apply", str(patch)], cwd=project, capture_output=True, text=True, check=False)
     assert applied.returncode == 0, f"{exercise}: solution.patch no longer applies:\n{applied.stderr}"
+    assert git(project, "status", "--porcelain"), f"{exercise}: solution.patch changes nothing"
 
     code, summary = pytest_in(project, "-q", checks)
     assert code == 0, f"{exercise}: with solution.patch its checks must pass: {summary}"
     code, summary = pytest_in(project, "-q", "-m", "not slow", "tests")
     assert code == 0, f"{exercise}: with solution.patch the fast suite must still pass: {summary}"
+
+    subprocess.run(["bash", "-c", reset_command()], cwd=project, check=True)
+    assert git(project, "status", "--porcelain") == "", f"{exercise}: the guide's reset left changes behind"
