@@ -30,7 +30,7 @@ from starlette.types import Message
 from main import create_app
 from settings import Settings
 from storage import Storage, get_db
-from tests.conftest import PASSWORD, TEST_SECRET, Headers, assert_problem
+from tests.conftest import PASSWORD, TEST_SECRET, Headers, MakeTask, assert_problem
 
 ALLOWED_ORIGIN = "http://localhost:3000"
 OTHER_ORIGIN = "https://evil.example"
@@ -398,7 +398,7 @@ NOT_JSON: list[tuple[str, bytes]] = [
 
 @pytest.mark.parametrize(("method", "url"), BODY_ROUTES)
 def test_a_body_that_is_not_json_is_415_or_422(
-    client: TestClient, user: Headers, make_task: Callable[..., dict[str, Any]], method: str, url: str
+    client: TestClient, user: Headers, make_task: MakeTask, method: str, url: str
 ) -> None:
     task = make_task()
     url = url.replace("/1", f"/{task['id']}")
