@@ -351,6 +351,7 @@ def request_head(port: int, token: str, framing: str) -> bytes:
     ).encode()
 
 
+@pytest.mark.slow
 def test_a_live_server_cuts_off_a_chunked_body_that_never_ends(storage: Storage, user: Headers) -> None:
     token = user["Authorization"].removeprefix("Bearer ")
     with (
@@ -371,6 +372,7 @@ def test_a_live_server_cuts_off_a_chunked_body_that_never_ends(storage: Storage,
     assert sent == LIMIT + CHUNK
 
 
+@pytest.mark.slow
 def test_a_live_server_refuses_a_declared_length_before_any_body_arrives(storage: Storage, user: Headers) -> None:
     token = user["Authorization"].removeprefix("Bearer ")
     with (
