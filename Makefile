@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11+:
 #   make run    - create .venv, install, start the API on http://127.0.0.1:8000 (in-memory storage)
 #   make test   - create .venv, install the dev tools, run the whole test suite
+#   make test-fast - the same without the slow tests, which start real servers
 PYTHON ?= python3
 PORT ?= 8000
 VENV := .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 # this host could pose as any client to the rate limits. Empty trusts no proxy; behind one, name it.
 export FORWARDED_ALLOW_IPS ?=
 
-.PHONY: run test lint bench example-db clean
+.PHONY: run test test-fast lint bench example-db clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(BIN)/pytest
+
+test-fast: $(VENV)/.dev
+	$(BIN)/pytest -m "not slow"
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -5,8 +5,9 @@ TEST_POSTGRES_URL is set, as `.ci/run` does); the app's `get_db` is overridden w
 """
 
 import os
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 from pathlib import Path
@@ -42,6 +43,7 @@ PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
 
 Headers = dict[str, str]
 MakeUser = Callable[..., Headers]
+MakeTask = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -233,14 +235,42 @@ def admin(client: TestClient, storage: Storage) -> Headers:
 
 
 @pytest.fixture
-def make_task(client: TestClient, user: Headers) -> Callable[..., dict[str, object]]:
+def make_task(client: TestClient, user: Headers) -> MakeTask:
     """Create a task through the API (as `user` unless other headers are given)."""
 
-    def make(headers: Headers | None = None, **fields: object) -> dict[str, object]:
+    def make(headers: Headers | None = None, **fields: object) -> dict[str, Any]:
         body = {"title": "A task", **fields}
         response = client.post("/tasks", json=body, headers=headers or user)
         assert response.status_code == 201, response.text
-        task: dict[str, object] = response.json()
+        task: dict[str, Any] = response.json()
         return task
 
     return make
+
+
+class Overlap:
+    """Counts requests inside the app at once, through a `get_db` override that wraps the storage."""
+
+    def __init__(self, app: FastAPI, storage: Storage) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self.peak = 0
+
+        async def tracked_db() -> AsyncIterator[Storage]:
+            with self._lock:
+                self._inside += 1
+                self.peak = max(self.peak, self._inside)
+            try:
+                yield storage
+            finally:
+                with self._lock:
+                    self._inside -= 1
+
+        app.dependency_overrides[get_db] = tracked_db
+
+
+@pytest.fixture
+def overlap(app: FastAPI, storage: Storage) -> Overlap:
+    """Proof for a concurrency test that its requests were really in flight at the same time
+    (`peak > 1`), so a pass is not an accident of requests served one after another."""
+    return Overlap(app, storage)

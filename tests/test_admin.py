@@ -1,17 +1,16 @@
 """Admin routes (issue 2, point 3, admin part) on every backend; the startup admin is in test_settings."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from storage import Storage
-from tests.conftest import ADMIN_EMAIL, Headers, login, make_settings, running
+from tests.conftest import ADMIN_EMAIL, Headers, MakeTask, MakeUser, login, make_settings, running
 
 ADMIN_ROUTES = [("GET", "/admin/users"), ("DELETE", "/admin/tasks")]
 API_KEY = "an-admin-api-key-for-the-tests-0123456789"
 USER_FIELDS = {"id", "email", "is_admin", "created_at"}
-MakeTask = Callable[..., dict[str, object]]
 
 
 def total_tasks(client: TestClient, headers: Headers) -> int:
@@ -35,7 +34,7 @@ def test_admin_lists_every_user_without_secrets(client: TestClient, admin: Heade
 
 
 def test_admin_deletes_every_task(
-    client: TestClient, admin: Headers, user: Headers, make_user: Callable[..., Headers], make_task: MakeTask
+    client: TestClient, admin: Headers, user: Headers, make_user: MakeUser, make_task: MakeTask
 ) -> None:
     other = make_user()
     for headers in (user, user, other):

@@ -7,56 +7,15 @@ the requests really were in flight at the same time, so a pass is not an acciden
 serialised requests.
 """
 
-import threading
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from etags import ENTITY_TAG
-from storage import Storage, get_db
-from tests.conftest import Headers
+from tests.conftest import Headers, MakeTask, MakeUser, Overlap
+from tests.live_server import simultaneously
 
-MakeTask = Callable[..., dict[str, Any]]
-T = TypeVar("T")
 WRITERS = 20
-
-
-def run_together(count: int, call: Callable[[int], T]) -> list[T]:
-    """Run `call(0..count-1)` in `count` threads released at the same instant by a barrier."""
-    barrier = threading.Barrier(count)
-
-    def worker(index: int) -> T:
-        barrier.wait(timeout=1)
-        return call(index)
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(worker, range(count)))
-
-
-class Overlap:
-    """Counts requests inside the app at once, through a `get_db` override that wraps the storage."""
-
-    def __init__(self, app: FastAPI, storage: Storage) -> None:
-        self._lock = threading.Lock()
-        self._inside = 0
-        self.peak = 0
-
-        async def tracked_db() -> AsyncIterator[Storage]:
-            with self._lock:
-                self._inside += 1
-                self.peak = max(self.peak, self._inside)
-            try:
-                yield storage
-            finally:
-                with self._lock:
-                    self._inside -= 1
-
-        app.dependency_overrides[get_db] = tracked_db
 
 
 def version_of(etag: str, task_id: int) -> int:
@@ -109,7 +68,7 @@ def test_if_none_match_that_matches_gives_304_with_no_body(
 
 
 def test_if_none_match_that_does_not_match_gives_the_task(
-    client: TestClient, user: Headers, make_user: Callable[..., Headers], make_task: MakeTask
+    client: TestClient, user: Headers, make_user: MakeUser, make_task: MakeTask
 ) -> None:
     """A stale or foreign tag gets the full task; on another user's task even `*` is a plain 404."""
     task = make_task()
@@ -177,7 +136,7 @@ def test_if_match_that_does_not_match_is_412_and_changes_nothing(
 
 @pytest.mark.parametrize("method", WRITES)
 def test_if_match_on_another_users_task_is_404_never_412(
-    client: TestClient, user: Headers, make_user: Callable[..., Headers], make_task: MakeTask, method: str
+    client: TestClient, user: Headers, make_user: MakeUser, make_task: MakeTask, method: str
 ) -> None:
     task = make_task()
     url = f"/tasks/{task['id']}"
@@ -203,17 +162,16 @@ def test_if_match_on_another_users_task_is_404_never_412(
 
 
 def test_concurrent_patches_with_one_if_match_let_exactly_one_through(
-    app: FastAPI, client: TestClient, storage: Storage, user: Headers, make_task: MakeTask
+    client: TestClient, user: Headers, make_task: MakeTask, overlap: Overlap
 ) -> None:
     task = make_task()
     url = f"/tasks/{task['id']}"
     etag = client.get(url, headers=user).headers["ETag"]
-    overlap = Overlap(app, storage)
 
     def patch(index: int) -> Response:
         return client.patch(url, json={"title": f"writer {index}"}, headers={**user, "If-Match": etag})
 
-    responses = run_together(WRITERS, patch)
+    responses = simultaneously(WRITERS, patch)
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] + [412] * (WRITERS - 1)
     assert overlap.peak > 1, "the requests never overlapped, so atomicity was not tested"
@@ -225,17 +183,16 @@ def test_concurrent_patches_with_one_if_match_let_exactly_one_through(
 
 
 def test_concurrent_patches_without_if_match_all_apply(
-    app: FastAPI, client: TestClient, storage: Storage, user: Headers, make_task: MakeTask
+    client: TestClient, user: Headers, make_task: MakeTask, overlap: Overlap
 ) -> None:
     task = make_task()
     url = f"/tasks/{task['id']}"
     etag = client.get(url, headers=user).headers["ETag"]
-    overlap = Overlap(app, storage)
 
     def patch(index: int) -> Response:
         return client.patch(url, json={"title": f"writer {index}"}, headers=user)
 
-    responses = run_together(WRITERS, patch)
+    responses = simultaneously(WRITERS, patch)
     assert [response.status_code for response in responses] == [200] * WRITERS
     assert overlap.peak > 1, "the requests never overlapped, so atomicity was not tested"
     etags = {response.headers["ETag"] for response in responses}

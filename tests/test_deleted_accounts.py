@@ -4,8 +4,6 @@ No route deletes an account, so these tests delete it behind the API's back, as 
 SQL would, and then look only at what the API answers.
 """
 
-from collections.abc import Callable
-
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
@@ -13,7 +11,7 @@ from httpx2 import Response
 from models import User
 from sql_store import SqlStore
 from storage import Storage
-from tests.conftest import Headers, assert_problem, delete_user
+from tests.conftest import Headers, MakeTask, assert_problem, delete_user
 
 
 def assert_refused(response: Response) -> None:
@@ -22,7 +20,7 @@ def assert_refused(response: Response) -> None:
 
 
 def test_a_deleted_account_gets_401_at_once(
-    client: TestClient, storage: Storage, user: Headers, make_task: Callable[..., dict[str, object]]
+    client: TestClient, storage: Storage, user: Headers, make_task: MakeTask
 ) -> None:
     me = client.get("/users/me", headers=user).json()
     task = make_task()

@@ -30,7 +30,7 @@ from starlette.types import Message
 from main import create_app
 from settings import Settings
 from storage import Storage, get_db
-from tests.conftest import PASSWORD, TEST_SECRET, Headers, assert_problem
+from tests.conftest import PASSWORD, TEST_SECRET, Headers, MakeTask, assert_problem
 
 ALLOWED_ORIGIN = "http://localhost:3000"
 OTHER_ORIGIN = "https://evil.example"
@@ -351,6 +351,7 @@ def request_head(port: int, token: str, framing: str) -> bytes:
     ).encode()
 
 
+@pytest.mark.slow
 def test_a_live_server_cuts_off_a_chunked_body_that_never_ends(storage: Storage, user: Headers) -> None:
     token = user["Authorization"].removeprefix("Bearer ")
     with (
@@ -371,6 +372,7 @@ def test_a_live_server_cuts_off_a_chunked_body_that_never_ends(storage: Storage,
     assert sent == LIMIT + CHUNK
 
 
+@pytest.mark.slow
 def test_a_live_server_refuses_a_declared_length_before_any_body_arrives(storage: Storage, user: Headers) -> None:
     token = user["Authorization"].removeprefix("Bearer ")
     with (
@@ -398,7 +400,7 @@ NOT_JSON: list[tuple[str, bytes]] = [
 
 @pytest.mark.parametrize(("method", "url"), BODY_ROUTES)
 def test_a_body_that_is_not_json_is_415_or_422(
-    client: TestClient, user: Headers, make_task: Callable[..., dict[str, Any]], method: str, url: str
+    client: TestClient, user: Headers, make_task: MakeTask, method: str, url: str
 ) -> None:
     task = make_task()
     url = url.replace("/1", f"/{task['id']}")

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from pydantic import ValidationError
@@ -19,8 +18,8 @@ from main import create_app
 from settings import Settings
 from sql_store import SqlStore
 from storage import Storage, get_db
-from tests.conftest import TEST_SECRET, Headers
-from tests.test_conditional import Overlap, run_together
+from tests.conftest import TEST_SECRET, Headers, Overlap
+from tests.live_server import simultaneously
 
 KEY = "order-7f3c2a"
 BODY = {"title": "Pay invoice", "priority": 3, "tags": ["billing"]}
@@ -112,10 +111,9 @@ def test_a_malformed_key_is_422_and_creates_nothing(client: TestClient, user: He
 
 
 def test_simultaneous_requests_with_one_key_create_one_task(
-    app: FastAPI, client: TestClient, storage: Storage, user: Headers
+    client: TestClient, user: Headers, overlap: Overlap
 ) -> None:
-    overlap = Overlap(app, storage)
-    responses = run_together(10, lambda _: create(client, user, BODY))
+    responses = simultaneously(10, lambda _: create(client, user, BODY))
     assert [response.status_code for response in responses] == [201] * 10
     assert overlap.peak > 1, "the requests never overlapped"
     assert len({response.json()["id"] for response in responses}) == 1

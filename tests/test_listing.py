@@ -12,8 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from tests.conftest import Headers, assert_invalid, assert_problem
-from tests.test_tasks import MakeTask
+from tests.conftest import Headers, MakeTask, assert_invalid, assert_problem
 
 Params = dict[str, Any]
 LINK = re.compile(r'<([^>]*)>;\s*rel="([^"]+)"')

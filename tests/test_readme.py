@@ -24,8 +24,6 @@ import pytest
 from tests.conftest import TEST_SECRET
 from tests.live_server import ROOT, LiveServer, live_server
 
-pytestmark = pytest.mark.slow
-
 README = ROOT / "README.md"
 README_BASE_URL = "http://127.0.0.1:8000"
 WALKTHROUGH = "## Try it with curl"
@@ -141,6 +139,7 @@ def test_walkthrough_covers_the_whole_crud_cycle() -> None:
     assert all(any(call.startswith(required) for call in remaining) for required in REQUIRED_CALLS), calls
 
 
+@pytest.mark.slow
 def test_curl_walkthrough_runs_as_documented(server: LiveServer) -> None:
     """Run the block verbatim: each step's curl calls answer exactly the documented statuses."""
     block = walkthrough_block()
@@ -173,6 +172,7 @@ def alice(server: LiveServer) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "path", "body", "success"),
     [
@@ -198,6 +198,7 @@ def test_troubleshooting_missing_content_type_is_422(
         assert with_header.status_code == success, with_header.text
 
 
+@pytest.mark.slow
 def test_troubleshooting_expired_token_is_401(server: LiveServer, alice: dict[str, str]) -> None:
     """'401 after a while': the same user's token, once past its `exp`, is refused with a Bearer challenge."""
     assert "ACCESS_TOKEN_EXPIRE_MINUTES" in section(TROUBLESHOOTING)
@@ -210,6 +211,7 @@ def test_troubleshooting_expired_token_is_401(server: LiveServer, alice: dict[st
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.slow
 def test_troubleshooting_port_in_use_says_address_already_in_use(server: LiveServer, tmp_path: Path) -> None:
     """`make run` (uvicorn --reload) on a taken port fails with the message the README tells learners to look for."""
     assert "`address already in use`" in section(TROUBLESHOOTING)

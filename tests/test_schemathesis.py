@@ -10,7 +10,8 @@ justified) in tests/schemathesis_hooks.py. The same run against a live server:
         --phases examples,coverage,fuzzing,stateful -H "Authorization: Bearer $TOKEN"
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import hypothesis
@@ -22,16 +23,14 @@ from hypothesis import HealthCheck
 from schemathesis import Case
 from schemathesis.core.failures import FailureGroup
 from sqlalchemy import text
-from starlette.types import Receive, Scope, Send
 
 from db_models import Base
 from main import create_app
 from memory_store import MemoryStore
-from settings import Settings
 from sql_store import SqlStore
 from storage import Storage, get_db
 from tests import schemathesis_hooks  # importing it registers the hooks
-from tests.conftest import PASSWORD, TEST_SECRET
+from tests.conftest import PASSWORD, make_settings
 
 # Fixed and bounded, so a run is repeatable and the whole file stays within a few minutes.
 FUZZ_SETTINGS = hypothesis.settings(
@@ -43,20 +42,22 @@ FUZZ_SETTINGS = hypothesis.settings(
 )
 STATEFUL_SETTINGS = hypothesis.settings(FUZZ_SETTINGS, max_examples=25, stateful_step_count=8)
 
+# Every request comes from the one test client address, so the per-client limits are raised
+# out of the way of the fuzzer's many registrations and logins.
+APP_SETTINGS = make_settings(register_rate_limit="100000/minute", login_client_rate_limit="100000/minute")
 
-# The fuzzed app: built once, because schemathesis collects one test per operation from its
-# schema; the `bearer` fixture points its storage at each backend in turn. Every test
-# registers from its one client address, so the per-client limits are raised out of the way.
-APP = create_app(
-    Settings(
-        database_url="memory",
-        secret_key=TEST_SECRET,
-        demo_data=False,
-        register_rate_limit="100000/minute",
-        login_client_rate_limit="100000/minute",
-    )
-)
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# Schemathesis collects one test per operation from a schema, so it is read at import time,
+# from this app. No test calls it: each starts an app of its own (`started`), so no rate-limit
+# count or stored row passes from one test, or one stateful scenario, to the next.
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(APP_SETTINGS))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A new app for one test on one store, and the auth headers of its user."""
+
+    app: FastAPI
+    headers: dict[str, str]
 
 
 def _login(client: TestClient, email: str) -> dict[str, str]:
@@ -66,31 +67,31 @@ def _login(client: TestClient, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-def _bearer(app: FastAPI) -> dict[str, str]:
-    """A user registered and logged in through the API, owning tasks 2-4; task 1 is someone
-    else's. Small ids are what the fuzzer draws most, so reads and writes meet real tasks."""
+def started(storage: Storage) -> Target:
+    """A new app on an empty `storage`, with a user owning tasks 2-4; task 1 is someone else's.
+    Small ids are what the fuzzer draws most, so reads and writes meet real tasks."""
+    app = create_app(APP_SETTINGS)
+    app.dependency_overrides[get_db] = lambda: storage
     with TestClient(app) as client:
         other = _login(client, "someone-else@example.com")
         assert client.post("/tasks", json={"title": "Not yours"}, headers=other).status_code == 201
         headers = _login(client, "fuzzer@example.com")
         for title in ("Write the tests", "Fuzz the API", "Ship it"):
             assert client.post("/tasks", json={"title": title, "tags": ["demo"]}, headers=headers).status_code == 201
-        return headers
+    return Target(app, headers)
 
 
 @pytest.fixture
-def bearer(storage: Storage) -> Iterator[dict[str, str]]:
-    """Auth headers of a user of `APP`, now running on this backend's empty store."""
-    APP.dependency_overrides[get_db] = lambda: storage
-    yield _bearer(APP)
-    APP.dependency_overrides.clear()
+def target(storage: Storage) -> Target:
+    """A new app on this backend's empty store."""
+    return started(storage)
 
 
 @FUZZ_SETTINGS
 @schema.parametrize()
-def test_every_operation_keeps_its_schema_promises(case: Case[Any], bearer: dict[str, str]) -> None:
+def test_every_operation_keeps_its_schema_promises(case: Case[Any], target: Target) -> None:
     """Examples, coverage and fuzzing phases, each response judged by every check."""
-    case.call_and_validate(headers=bearer)
+    case.call_and_validate(app=target.app, headers=target.headers)
 
 
 def emptied(storage: Storage) -> Storage:
@@ -106,31 +107,18 @@ def emptied(storage: Storage) -> Storage:
     return storage
 
 
-def test_stateful_workflows_keep_their_schema_promises(storage: Storage, settings: Settings) -> None:
+def test_stateful_workflows_keep_their_schema_promises(storage: Storage) -> None:
     """Chains of calls along the schema's links (create, then read, change, delete it...).
 
     Each scenario starts from a new app on an emptied store: Hypothesis replays scenarios and
     must see the same answers each time, whatever earlier scenarios or other tests did."""
-    scenario: dict[str, Any] = {}
 
-    async def current_app(scope: Scope, receive: Receive, send: Send) -> None:
-        await scenario["app"](scope, receive, send)
-
-    def start_scenario() -> None:
-        store = emptied(storage)
-        scenario["app"] = app = create_app(settings)
-        app.dependency_overrides[get_db] = lambda: store
-        scenario["headers"] = _bearer(app)
-
-    start_scenario()
-    workflows = schemathesis.openapi.from_asgi("/openapi.json", current_app).as_state_machine()
-
-    class FromAnEmptyStore(workflows):  # type: ignore[misc, valid-type]
+    class FromAnEmptyStore(schema.as_state_machine()):  # type: ignore[misc]
         def setup(self) -> None:
-            start_scenario()
+            self.target = started(emptied(storage))
 
         def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
-            return {"headers": scenario["headers"]}
+            return {"app": self.target.app, "headers": self.target.headers}
 
     FromAnEmptyStore.run(settings=STATEFUL_SETTINGS)
 
@@ -149,22 +137,13 @@ def _promise_a_header(responses: dict[str, Any]) -> None:
 )
 def test_a_schema_that_lies_fails_the_run(breakage: Callable[[dict[str, Any]], None], failure: str) -> None:
     """The control: with one promise broken, the same checks fail, so the runs above can fail."""
-    app = create_app(Settings(database_url="memory", secret_key=TEST_SECRET, demo_data=False))
+    app = create_app(make_settings())
     schema = app.openapi()
     breakage(schema["paths"]["/health"]["get"]["responses"])
     case = schemathesis.openapi.from_asgi("/openapi.json", app)["/health"]["GET"].Case()
     with pytest.raises(FailureGroup) as raised:
         case.call_and_validate()
     assert failure in str(raised.value)
-
-
-@pytest.fixture
-def memory_bearer() -> Iterator[dict[str, str]]:
-    """`bearer` on the dict store only, for tests about the hooks rather than the backends."""
-    store = MemoryStore()
-    APP.dependency_overrides[get_db] = lambda: store
-    yield _bearer(APP)
-    APP.dependency_overrides.clear()
 
 
 @pytest.mark.parametrize(
@@ -187,11 +166,12 @@ def memory_bearer() -> Iterator[dict[str, str]]:
     ],
 )
 def test_only_rules_no_schema_can_state_excuse_a_refusal(
-    memory_bearer: dict[str, str], method: str, path: str, request_parts: dict[str, Any], status: int, excused: bool
+    method: str, path: str, request_parts: dict[str, Any], status: int, excused: bool
 ) -> None:
     """The hooks' exemption is narrow: any other refusal of a valid request stays a failure."""
+    target = started(MemoryStore())  # the hooks, not the backends, are on trial here
     case = schema[path][method].Case(**request_parts)
-    response = case.call(headers=memory_bearer)
+    response = case.call(app=target.app, headers=target.headers)
     assert response.status_code == status
     assert schemathesis_hooks.is_contract_refusal(case, response) is excused
 

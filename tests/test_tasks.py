@@ -1,7 +1,6 @@
 """Tasks CRUD over HTTP on every backend: input rules, PUT/PATCH/DELETE semantics, ownership, admin."""
 
 import re
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,10 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from tests.conftest import Headers, MakeUser, assert_invalid, assert_problem
-
-Task = dict[str, Any]
-MakeTask = Callable[..., Task]
+from tests.conftest import Headers, MakeTask, MakeUser, assert_invalid, assert_problem
 
 TASK_KEYS = {
     "id",
