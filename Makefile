@@ -2,6 +2,7 @@
 #   make run    - create .venv, install, start the API on http://127.0.0.1:8000 (in-memory storage)
 #   make test   - create .venv, install the dev tools, run the whole test suite
 #   make test-fast - the same without the slow tests, which start real servers
+#   make exercise N=01 / make solution N=01 - a workshop exercise's checks / its reference diff
 PYTHON ?= python3
 PORT ?= 8000
 VENV := .venv
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 # this host could pose as any client to the rate limits. Empty trusts no proxy; behind one, name it.
 export FORWARDED_ALLOW_IPS ?=
 
-.PHONY: run test test-fast lint bench example-db clean
+.PHONY: run test test-fast exercise solution lint bench example-db clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,14 @@ test: $(VENV)/.dev
 
 test-fast: $(VENV)/.dev
 	$(BIN)/pytest -m "not slow"
+
+exercise: $(VENV)/.dev
+	@test -n "$(N)" || { echo "Say which exercise: make exercise N=01 (see workshop/README.md)"; exit 2; }
+	$(BIN)/pytest workshop/$(N)-*/test_exercise.py
+
+solution:
+	@test -n "$(N)" || { echo "Say which exercise: make solution N=01 (see workshop/README.md)"; exit 2; }
+	@cat workshop/$(N)-*/solution.patch
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
