@@ -145,32 +145,32 @@ class Bench:
 
     # --- measuring ----------------------------------------------------------------------
 
-    def measure(self, session: Session, scenario: Scenario) -> Measurement:
+    def measure(self, session: Session, scenario: Scenario) -> None:
         """Warm-up, then the timed run at c=32 and the run at c=128; each wrk run gets its own PATCH block."""
         server, token = session.server, session.token
+        timing, pin, settle_s = self.conditions.timing, self.conditions.pin, self.conditions.settle_s
         scenarios.check(server.base_url, token, scenario)
 
         def load(run: int, connections: int, seconds: int) -> WrkResult:
             env = scenario.wrk_env(token, run)
-            result = run_wrk(Load(server.base_url + scenario.path, connections, seconds, env), self.conditions.pin)
+            result = run_wrk(Load(server.base_url + scenario.path, connections, seconds, env), pin)
             wait_until_idle(server.pid)
             return result
 
-        load(0, 32, self.conditions.timing.warmup_s)
-        wait_for_quiet_core(server.pid, self.conditions.settle_s)
+        load(0, 32, timing.warmup_s)
+        wait_for_quiet_core(server.pid, settle_s)
         before = cpu_sample(server.pid)
-        c32 = load(1, 32, self.conditions.timing.timed_s)
+        c32 = load(1, 32, timing.timed_s)
         cpu = cpu_use(before, cpu_sample(server.pid))
-        wait_for_quiet_core(server.pid, self.conditions.settle_s)
-        c128 = load(2, 128, self.conditions.timing.c128_s)
+        wait_for_quiet_core(server.pid, settle_s)
+        c128 = load(2, 128, timing.c128_s)
         if self.conditions.profile:
-            self.record_profile(session, scenario, lambda: load(3, 32, self.conditions.timing.timed_s))
+            self.record_profile(session, scenario, lambda: load(3, 32, timing.timed_s))
         measurement = Measurement(
             session.tree.name, session.backend, session.tasks, scenario.name, scenario.label, c32, c128, cpu
         )
         self.measurements.append(measurement)
         self.print_progress(measurement)
-        return measurement
 
     def record_profile(self, session: Session, scenario: Scenario, run_load: Callable[[], WrkResult]) -> None:
         """One more c=32 run with py-spy attached (kept out of the figures: sampling costs a little)."""
