@@ -50,8 +50,9 @@ lint: $(VENV)/.dev
 example-db: $(VENV)/.runtime
 	$(BIN)/python demo_data.py tasks.db.example
 
+# make bench BASE=<commit> BENCH_ARGS="--quick --backends memory": see bench/README.md
 bench: $(VENV)/.dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(if $(BASE),--base $(BASE)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

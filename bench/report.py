@@ -1,10 +1,10 @@
-"""The results table (Markdown, embedded in the README), the machine it ran on, and the targets."""
+"""What a run measured, per tree, and the Markdown report of it: machine, settings, tables, guard."""
 
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -13,13 +13,15 @@ from pathlib import Path
 from bench.servers import CpuUse
 from bench.wrk import WrkResult
 
-BASELINE = "baseline"
-FLOOR = "floor"
 TIMES = "\N{MULTIPLICATION SIGN}"
+NONE = "\N{EN DASH}"  # a cell with nothing to show
+BASE, CURRENT = "base", "current"
+BUSY_CORE = 0.2  # past this share of core 0 taken by others, a req/s ratio says more about them
 
 
 @dataclass(frozen=True)
 class Measurement:
+    tree: str
     backend: str
     tasks: int
     scenario: str
@@ -33,9 +35,15 @@ class Measurement:
         """Server CPU time per request at c=32, in microseconds (infinite when nothing was answered)."""
         return self.cpu.per_request_us(self.c32.requests) if self.c32.requests else float("inf")
 
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """What makes two trees' measurements the same scenario."""
+        return self.backend, self.tasks, self.scenario
+
 
 @dataclass(frozen=True)
 class MemoryReading:
+    tree: str
     backend: str
     tasks: int
     seeded_mb: float
@@ -43,43 +51,53 @@ class MemoryReading:
 
 
 @dataclass(frozen=True)
-class Target:
-    description: str
-    passed: bool
-    measured: str
+class Comparison:
+    """The current tree's measurement of a scenario beside the base tree's."""
 
-    def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'}  {self.description}: {self.measured}"
+    current: Measurement
+    base: Measurement
+
+    @property
+    def ratio(self) -> float:
+        """By req/s at c=32: what the guard judges."""
+        return self.current.c32.rps / self.base.c32.rps if self.base.c32.rps else float("inf")
+
+    @property
+    def cpu_ratio(self) -> float:
+        """The same from server CPU time per request, which other load on the machine moves less."""
+        return self.base.cpu_us / self.current.cpu_us
+
+    def figures(self) -> str:
+        figures = (
+            f"{self.ratio:.2f}{TIMES} ({self.current.c32.rps:,.0f} vs {self.base.c32.rps:,.0f} req/s; "
+            f"by CPU per request {self.cpu_ratio:.2f}{TIMES})"
+        )
+        others = max(self.current.cpu.others_share, self.base.cpu.others_share)
+        if others > BUSY_CORE:
+            figures += f"; CAUTION: other processes took {others:.0%} of core 0 during a timed run"
+        return figures
 
 
 @dataclass(frozen=True)
 class Run:
-    """Everything one `make bench` measured."""
+    """Everything one `make bench` measured; `trees` describes each tree by name."""
 
     measurements: list[Measurement]
     readings: list[MemoryReading]
+    trees: dict[str, str]
     standard_tasks: int
     settings: str
 
-    @property
-    def baseline_rps(self) -> float:
-        """The reference: the mean of the baseline's GET runs (one at the start, one at the end)."""
-        runs = [m.c32.rps for m in self.measurements if m.backend == BASELINE]
-        return sum(runs) / len(runs)
+    def find(self, tree: str, backend: str, scenario: str, tasks: int) -> Measurement | None:
+        wanted = (tree, backend, tasks, scenario)
+        return next((m for m in self.measurements if (m.tree, *m.key) == wanted), None)
 
-    @property
-    def baseline_cpu_us(self) -> float:
-        runs = [m.cpu_us for m in self.measurements if m.backend == BASELINE]
-        return sum(runs) / len(runs)
+    def comparison(self, current: Measurement) -> Comparison | None:
+        base = next((m for m in self.measurements if m.tree == BASE and m.key == current.key), None)
+        return Comparison(current, base) if base else None
 
-    def cpu_ratio(self, m: Measurement) -> float:
-        """Like the req/s ratio, but from CPU time per request: immune to other load on the machine."""
-        return self.baseline_cpu_us / m.cpu_us
-
-    def find(self, backend: str, scenario: str, tasks: int | None = None) -> Measurement | None:
-        tasks = tasks or self.standard_tasks
-        wanted = (backend, scenario, tasks)
-        return next((m for m in self.measurements if (m.backend, m.scenario, m.tasks) == wanted), None)
+    def current(self) -> list[Measurement]:
+        return [m for m in self.measurements if m.tree == CURRENT]
 
 
 # --- the machine ------------------------------------------------------------------
@@ -127,7 +145,7 @@ def machine(postgres_version: str | None) -> str:
     return " · ".join(parts)
 
 
-# --- the table ----------------------------------------------------------------------
+# --- the tables ---------------------------------------------------------------------
 
 
 def _errors(result: WrkResult) -> str:
@@ -137,176 +155,60 @@ def _errors(result: WrkResult) -> str:
     return ", ".join(f"{count} {kind}" for count, kind in parts if count)
 
 
-def _tasks(count: int) -> str:
+def tasks_label(count: int) -> str:
     return f"{count // 1_000_000}M" if count >= 1_000_000 and count % 1_000_000 == 0 else f"{count // 1000}k"
+
+
+def _ratios(run: Run, m: Measurement) -> tuple[str, str]:
+    """The current tree's ratios to base, by req/s and by CPU; a dash on base rows and without base."""
+    compared = run.comparison(m) if m.tree == CURRENT else None
+    if compared is None:
+        return NONE, NONE
+    return f"{compared.ratio:.2f}{TIMES}", f"{compared.cpu_ratio:.2f}{TIMES}"
 
 
 def table(run: Run) -> str:
     header = (
-        f"| Backend | Tasks | Scenario | req/s | {TIMES} baseline GET | p50 ms | p99 ms | errors "
-        f"| CPU µs/req | {TIMES} baseline by CPU | core 0 taken by others "
+        f"| Backend | Tasks | Scenario | Tree | req/s | {TIMES} base | p50 ms | p99 ms | errors "
+        f"| CPU µs/req | {TIMES} base by CPU | core 0 taken by others "
         "| req/s c=128 | p99 ms c=128 | errors c=128 |"
     )
-    lines = [header, "|" + "---|" * 14]
+    lines = [header, "|" + "---|" * 15]
     for m in run.measurements:
-        ratio = m.c32.rps / run.baseline_rps
+        ratio, cpu_ratio = _ratios(run, m)
         lines.append(
-            f"| {m.backend} | {_tasks(m.tasks)} | {m.label} | {m.c32.rps:,.0f} | {ratio:.2f}{TIMES} "
+            f"| {m.backend} | {tasks_label(m.tasks)} | {m.label} | {m.tree} | {m.c32.rps:,.0f} | {ratio} "
             f"| {m.c32.p50_ms:.1f} | {m.c32.p99_ms:.1f} | {_errors(m.c32)} "
-            f"| {m.cpu_us:,.0f} | {run.cpu_ratio(m):.2f}{TIMES} | {100 * m.cpu.others_share:.0f}% "
+            f"| {m.cpu_us:,.0f} | {cpu_ratio} | {100 * m.cpu.others_share:.0f}% "
             f"| {m.c128.rps:,.0f} | {m.c128.p99_ms:.1f} | {_errors(m.c128)} |"
         )
     return "\n".join(lines)
 
 
 def memory_table(readings: Iterable[MemoryReading]) -> str:
-    lines = ["| Backend | Tasks | worker RSS after seeding | after the load |", "|---|---|---|---|"]
-    lines += [f"| {r.backend} | {_tasks(r.tasks)} | {r.seeded_mb:.0f} MB | {r.loaded_mb:.0f} MB |" for r in readings]
+    lines = ["| Backend | Tasks | Tree | worker RSS after seeding | after the load |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r.backend} | {tasks_label(r.tasks)} | {r.tree} | {r.seeded_mb:.0f} MB | {r.loaded_mb:.0f} MB |"
+        for r in readings
+    ]
     return "\n".join(lines)
 
 
-def markdown(run: Run, machine_line: str, targets: list[Target]) -> str:
+def markdown(run: Run, machine_line: str, guard_lines: list[str]) -> str:
+    trees = "\n".join(f"- {name}: {description}" for name, description in run.trees.items())
     sections = [
         "# Benchmark results",
         f"Machine: {machine_line}",
-        f"Settings: {run.settings}. Baseline: `bench/baseline.py` GET, {run.baseline_rps:,.0f} req/s "
-        "(mean of a run before and after the project's).",
+        f"Settings: {run.settings}. Both trees run on the same `.venv`, one after the other per scenario.",
+        f"Trees:\n\n{trees}",
         table(run),
         memory_table(run.readings),
-        "Targets:\n\n" + "\n".join(f"- {t.line()}" for t in targets),
+        "Guard:\n\n" + "\n".join(f"- {line}" for line in guard_lines),
     ]
     return "\n\n".join(sections) + "\n"
 
 
-# --- the targets ------------------------------------------------------------------------
-
-RATIO_TARGETS = (
-    ("memory", "get", 0.5),
-    ("memory", "filtered", 0.3),
-    ("memory", "post", 0.4),
-    ("sqlite", "get", 0.3),
-    ("sqlite", "filtered", 0.2),
-    ("sqlite", "post", 0.2),
-)
-RATIO_BACKENDS = {backend for backend, _, _ in RATIO_TARGETS}
-RATIO_SCENARIOS = {scenario for _, scenario, _ in RATIO_TARGETS}
-
-
-def floor_of(backend: str) -> str:
-    """The name `bench/floor.py`'s rows carry for a backend: FastAPI and that storage alone."""
-    return f"{backend} {FLOOR}"
-
-
-P99_LIMITS_MS = {"memory": 50.0, "sqlite": 100.0}
-SCALE_FIRST_LAST = 1.5
-SCALE_FILTERED = 2.0
-MEMORY_LIMIT_MB = 250.0
-MEMORY_FILTERED_RATIO = 0.1
-
-
-def targets(run: Run, big_sqlite: int, big_memory: int) -> list[Target]:
-    checks: list[Callable[[], list[Target]]] = [
-        lambda: ratio_targets(run),
-        lambda: error_targets(run),
-        lambda: p99_targets(run),
-        lambda: sqlite_scale_targets(run, big_sqlite),
-        lambda: memory_scale_targets(run, big_memory),
-    ]
-    return [target for check in checks for target in check()]
-
-
-def ratio_targets(run: Run) -> list[Target]:
-    found = []
-    for backend, scenario, minimum in RATIO_TARGETS:
-        m = run.find(backend, scenario)
-        if m is not None:
-            ratio = m.c32.rps / run.baseline_rps
-            measured = f"{ratio:.2f}{TIMES} (by CPU time per request: {run.cpu_ratio(m):.2f}{TIMES})"
-            floor = run.find(floor_of(backend), scenario)
-            if floor is not None:
-                measured += f"; FastAPI and the {backend} store alone: {floor.c32.rps / run.baseline_rps:.2f}{TIMES}"
-            found.append(Target(f"{backend} {m.label} ≥ {minimum}{TIMES} baseline GET", ratio >= minimum, measured))
-    return found
-
-
-def error_targets(run: Run) -> list[Target]:
-    project = [m for m in run.measurements if m.backend != BASELINE and not m.backend.endswith(FLOOR)]
-    if not project:
-        return []
-    failing = [f"{m.backend} {_tasks(m.tasks)} {m.scenario}" for m in project if m.c32.errors or m.c128.errors]
-    return [Target("zero errors at c=32 and c=128, every scenario", not failing, ", ".join(failing) or "none")]
-
-
-def p99_targets(run: Run) -> list[Target]:
-    found = []
-    for backend, limit in P99_LIMITS_MS.items():
-        ours = [m for m in run.measurements if m.backend == backend and m.tasks == run.standard_tasks]
-        if ours:
-            slow = [f"{m.scenario} {m.c32.p99_ms:.0f} ms" for m in ours if m.c32.p99_ms > limit]
-            worst = max(m.c32.p99_ms for m in ours)
-            measured = ", ".join(slow) if slow else f"worst {worst:.1f} ms"
-            found.append(Target(f"{backend} p99 ≤ {limit:.0f} ms at c=32, every scenario", not slow, measured))
-    return found
-
-
-def sqlite_scale_targets(run: Run, big: int) -> list[Target]:
-    found = []
-    first, last = run.find("sqlite", "first", big), run.find("sqlite", "last", big)
-    if first and last:
-        cost = first.c32.rps / last.c32.rps if last.c32.requests else float("inf")
-        caveat = _timeout_caveat(last, first)
-        found.append(
-            Target(
-                f"sqlite {_tasks(big)}: last page by cursor ≤ {SCALE_FIRST_LAST}{TIMES} the first page's cost",
-                cost <= SCALE_FIRST_LAST,
-                f"{cost:.2f}{TIMES} ({last.c32.rps:,.0f} vs {first.c32.rps:,.0f} req/s){caveat}",
-            )
-        )
-    small, large = run.find("sqlite", "filtered"), run.find("sqlite", "filtered", big)
-    if small and large:
-        cost = small.c32.rps / large.c32.rps if large.c32.requests else float("inf")
-        caveat = _timeout_caveat(large, small)
-        found.append(
-            Target(
-                f"sqlite {_tasks(big)}: filtered first page ≤ {SCALE_FILTERED}{TIMES} the {_tasks(small.tasks)} cost",
-                cost <= SCALE_FILTERED,
-                f"{cost:.2f}{TIMES} ({large.c32.rps:,.0f} vs {small.c32.rps:,.0f} req/s){caveat}",
-            )
-        )
-    return found
-
-
-def _timeout_caveat(*compared: Measurement) -> str:
-    """A ratio of two runs that both hit the timeout compares two ceilings, not two costs: say so."""
-    if not any(m.c32.errors for m in compared):
-        return ""
-    costs = " vs ".join(f"{m.cpu_us:,.0f}" for m in compared)
-    return f"; CAUTION: errors at c=32, so req/s is capped by the timeout (CPU µs/req: {costs})"
-
-
-def memory_scale_targets(run: Run, big: int) -> list[Target]:
-    found = []
-    reading = next((r for r in run.readings if (r.backend, r.tasks) == ("memory", big)), None)
-    if reading:
-        rss = max(reading.seeded_mb, reading.loaded_mb)
-        found.append(
-            Target(
-                f"memory {_tasks(big)}: worker RSS ≤ {MEMORY_LIMIT_MB:.0f} MB", rss <= MEMORY_LIMIT_MB, f"{rss:.0f} MB"
-            )
-        )
-    filtered = run.find("memory", "filtered", big)
-    if filtered:
-        ratio = filtered.c32.rps / run.baseline_rps
-        found.append(
-            Target(
-                f"memory {_tasks(big)}: filtered page ≥ {MEMORY_FILTERED_RATIO}{TIMES} baseline GET",
-                ratio >= MEMORY_FILTERED_RATIO,
-                f"{ratio:.2f}{TIMES}",
-            )
-        )
-    return found
-
-
 def write(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     print(f"bench: wrote {path}", file=sys.stderr)

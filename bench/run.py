@@ -1,4 +1,4 @@
-"""Entry point of `make bench`: `.venv/bin/python bench/run.py [--quick] [--backends ...] [--scenarios ...]`.
+"""Entry point of `make bench`: `.venv/bin/python bench/run.py [--base COMMIT] [--quick] [...]`.
 
 Run from anywhere; it puts the repository root on the path so `bench` and the app's modules import.
 """

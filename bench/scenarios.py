@@ -45,6 +45,10 @@ class Scenario:
         return env
 
 
+FILTERED = Scenario("filtered", f"GET filtered page ({FILTER_QUERY})", f"/tasks?{FILTER_QUERY}&limit={PAGE}")
+FIRST = Scenario("first", "GET first page", f"/tasks?limit={PAGE}")
+
+
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -75,7 +79,7 @@ def standard(tasks: int, deep_cursor: str) -> list[Scenario]:
     deep = deep_position(tasks)
     return [
         Scenario("get", "GET one task", f"/tasks/{tasks // 2}"),
-        Scenario("filtered", f"GET filtered page ({FILTER_QUERY})", f"/tasks?{FILTER_QUERY}&limit={PAGE}"),
+        FILTERED,
         Scenario("offset", f"GET page at offset={deep}", f"/tasks?limit={PAGE}&offset={deep}"),
         Scenario("cursor", f"GET page at position {deep} by cursor", deep_cursor),
         Scenario("post", "POST a task", "/tasks", "POST", json.dumps(NEW_TASK), 201),
@@ -83,22 +87,9 @@ def standard(tasks: int, deep_cursor: str) -> list[Scenario]:
     ]
 
 
-def floor(tasks: int, names: set[str]) -> list[Scenario]:
-    """The named standard scenarios, for `bench/floor.py` (which has no cursors)."""
-    return [scenario for scenario in standard(tasks, deep_cursor="") if scenario.name in names]
-
-
 def sqlite_scale(last_cursor: str) -> list[Scenario]:
-    """First against last page by cursor, and the filtered first page, over a big table."""
-    return [
-        Scenario("first", "GET first page", f"/tasks?limit={PAGE}"),
-        Scenario("last", "GET last page by cursor", last_cursor),
-        Scenario("filtered", f"GET filtered page ({FILTER_QUERY})", f"/tasks?{FILTER_QUERY}&limit={PAGE}"),
-    ]
-
-
-def memory_scale() -> list[Scenario]:
-    return [Scenario("filtered", f"GET filtered page ({FILTER_QUERY})", f"/tasks?{FILTER_QUERY}&limit={PAGE}")]
+    """First against last page by cursor over a big table: a keyset page costs the same anywhere."""
+    return [FIRST, Scenario("last", "GET last page by cursor", last_cursor)]
 
 
 def check(base_url: str, token: str, scenario: Scenario) -> None:

@@ -39,35 +39,35 @@ def free_port() -> int:
         return port
 
 
-def uvicorn_command(app: str, port: int) -> list[str]:
+def uvicorn_command(app: str, port: int, app_dir: Path) -> list[str]:
     script = Path(sys.executable).with_name("uvicorn")
     launcher = [str(script)] if script.exists() else [sys.executable, "-m", "uvicorn"]
     options = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "asyncio", "--no-access-log"]
-    return [*launcher, app, *options, "--log-level", "warning"]
+    return [*launcher, app, "--app-dir", str(app_dir), *options, "--log-level", "warning"]
 
 
-def start_server(app: str, name: str, env: dict[str, str], pin: bool = True) -> Server:
-    """Start the app on a free port and wait until it answers /health (after any seeding)."""
+def start_server(app: str, name: str, env: dict[str, str], cwd: Path, pin: bool = True) -> Server:
+    """Start the app from the tree at `cwd` (its directory and the first entry of sys.path)
+    on a free port, and wait until it answers /health (after any seeding)."""
     port = free_port()
-    command = uvicorn_command(app, port)
+    command = uvicorn_command(app, port, cwd)
     if pin:
         command = ["taskset", "-c", SERVER_CORE, *command]
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = (LOG_DIR / f"server-{name}.log").open("w")
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     server = Server(process, f"http://127.0.0.1:{port}", log)
-    wait_until_ready(server, app.endswith("baseline:app"))
+    wait_until_ready(server)
     return server
 
 
-def wait_until_ready(server: Server, baseline: bool) -> None:
-    path = "/items/1" if baseline else "/health"
+def wait_until_ready(server: Server) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             sys.exit(f"bench: the server exited early; see {server.log.name}")
         try:
-            if request(server.base_url + path)[0] == 200:
+            if request(server.base_url + "/health")[0] == 200:
                 return
         except OSError:
             pass
