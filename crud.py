@@ -86,12 +86,9 @@ def _tag_list(dialect: str) -> ColumnElement[Any]:
     return select(func.json_group_array(ordered.c.tag, type_=JSON)).scalar_subquery().label("tags")
 
 
-# Built once per database, like the column lists above: building it for every query costs more than running it.
-TAG_LISTS = {dialect: _tag_list(dialect) for dialect in ("postgresql", "sqlite")}
-
 
 def _select_tasks(connection: Connection) -> Select[Any]:
-    return select(*TASK_COLUMNS, TAG_LISTS[connection.dialect.name])
+    return select(*TASK_COLUMNS, _tag_list(connection.dialect.name))
 
 
 def _search_keys(fields: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +171,7 @@ def create_task(
 
 
 def get_task(connection: Connection, task_id: int, owner_id: int | None) -> Task:
-    return Task.model_validate(_find(connection, task_id, owner_id)._asdict())
+    return Task.model_validate(_find(connection, task_id, owner_id))
 
 
 def update_task(
@@ -294,6 +291,4 @@ def list_tasks(connection: Connection, owner_id: int | None, listing: TaskListin
     # OFFSET skips costs an index step, where PostgreSQL would otherwise gather its tags too.
     in_page = TASKS.c.id.in_(page_ids(owner_id, listing).scalar_subquery())
     rows = connection.execute(_select_tasks(connection).where(in_page).order_by(*_order(listing.query)))
-    names = list(rows.keys())  # once per page: Row._asdict() would rebuild them for every row
-    tasks = [Task.model_validate(dict(zip(names, row, strict=True))) for row in rows]
-    return tasks, _total(connection, owner_id, listing.query)
+    return [Task.model_validate(row) for row in rows], _total(connection, owner_id, listing.query)

@@ -174,7 +174,7 @@ class MemoryStore:
     ) -> Task:
         with self._lock:
             task = self._find(task_id, owner_id, precondition)
-            # The changes were validated by TaskCreate or TaskPatch, so copying them in is safe.
+            # The changes were validated by TaskCreate or TaskUpdate, so copying them in is safe.
             update = {**changes, "updated_at": utc_now(), "version": task.version + 1}
             self._tasks[task_id] = task = task.model_copy(update=update)
             return task
