@@ -46,6 +46,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	for exercise in workshop/[0-9]*/; do $(BIN)/mypy "$$exercise"*.py || exit 1; done
 
 example-db: $(VENV)/.runtime
 	$(BIN)/python demo_data.py tasks.db.example

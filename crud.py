@@ -86,7 +86,6 @@ def _tag_list(dialect: str) -> ColumnElement[Any]:
     return select(func.json_group_array(ordered.c.tag, type_=JSON)).scalar_subquery().label("tags")
 
 
-
 def _select_tasks(connection: Connection) -> Select[Any]:
     return select(*TASK_COLUMNS, _tag_list(connection.dialect.name))
 

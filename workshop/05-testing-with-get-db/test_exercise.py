@@ -74,7 +74,7 @@ def your_source() -> str:
 def run_your_tests(project: Path, *options: str) -> tuple[int, str]:
     """pytest on your file in `project`, without conftest.py: its exit code and its output."""
     try:
-        result = subprocess.run(  # noqa: S603 - runs this project's own interpreter on your file
+        result = subprocess.run(
             [*PYTEST, "--noconftest", *options, str(YOUR_FILE)],
             cwd=project,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
