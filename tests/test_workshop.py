@@ -2,7 +2,7 @@
 
 For each `workshop/NN-*/` exercise, in a fresh copy of the project:
 1. its checks fail on the stock code: collected, at least one failure, no error;
-2. with `solution.patch` applied (`git apply`), its checks pass;
+2. with `solution.patch` applied (`git apply`) and tasks.db.example rebuilt, its checks pass;
 3. with the patch applied, the fast suite (`make test-fast`) still passes.
 A failure names the exercise and shows pytest's own summary, so whoever changed the code knows
 which exercise to update.
@@ -63,6 +63,12 @@ def test_the_exercise_fails_on_the_stock_code_and_passes_with_its_solution(proje
     patch = project / "workshop" / exercise / "solution.patch"
     applied = subprocess.run(["git", "apply", str(patch)], cwd=project, capture_output=True, text=True, check=False)
     assert applied.returncode == 0, f"{exercise}: solution.patch no longer applies:\n{applied.stderr}"
+    # A patch cannot carry the binary tasks.db.example: rebuild it, as `make example-db` does after a schema change.
+    command = [".venv/bin/python", "demo_data.py", "tasks.db.example"]
+    rebuilt = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
+    assert rebuilt.returncode == 0, (
+        f"{exercise}: with solution.patch, tasks.db.example cannot be rebuilt:\n{rebuilt.stderr}"
+    )
 
     code, summary = pytest_in(project, "-q", checks)
     assert code == 0, f"{exercise}: with solution.patch its checks must pass: {summary}"
