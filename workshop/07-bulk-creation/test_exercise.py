@@ -116,6 +116,19 @@ def test_without_a_token_the_answer_is_401(client: TestClient) -> None:
         assert response.status_code == 401, f"POST /tasks/bulk with {token}: expected 401, got {answered(response)}"
 
 
+def test_other_methods_on_the_batch_path_are_405(client: TestClient, user: Headers) -> None:
+    """/tasks/bulk is not a task: PUT /tasks/bulk must not reach PUT /tasks/{task_id} with id "bulk"."""
+    for method in ("GET", "PUT", "PATCH", "DELETE"):
+        response = client.request(method, BULK, json={"title": "x"}, headers=user)
+        assert (response.status_code, response.headers.get("Allow")) == (405, "POST"), (
+            f"{method} /tasks/bulk should be 405 with `Allow: POST`, got {response.status_code} "
+            f"(Allow: {response.headers.get('Allow')}): a 422 means it reached {method} /tasks/{{task_id}} "
+            "with task_id 'bulk' (see the last hint)"
+        )
+    response = client.get("/tasks/abc", headers=user)
+    assert response.status_code == 422, f"GET /tasks/abc is still a 422 (an id that is not a number): {response.text}"
+
+
 @contextmanager
 def database_refusing(storage: Storage, title: str) -> Iterator[None]:
     """A trigger that makes the database itself refuse to insert a task with `title`, as a full
