@@ -2,7 +2,7 @@
 
 For each `workshop/NN-*/` exercise, in a fresh copy of the project:
 1. its checks fail on the stock code: collected, at least one failure, no error;
-2. with `solution.patch` applied (`git apply`), its checks pass;
+2. with `solution.patch` applied (`git apply`) and `tasks.db.example` rebuilt, its checks pass;
 3. with the patch applied, the fast suite (`make test-fast`) still passes;
 4. the leader's guide's reset command brings the project back to stock.
 A failure names the exercise and shows pytest's own summary, so whoever changed the code knows
@@ -92,6 +92,11 @@ def verify(exercise: str, project: Path) -> None:
     applied = subprocess.run(["git", "apply", str(patch)], cwd=project, capture_output=True, text=True, check=False)
     assert applied.returncode == 0, f"solution.patch no longer applies:\n{applied.stderr}"
     assert git(project, "status", "--porcelain"), "solution.patch changes nothing"
+    # A patch cannot carry the binary tasks.db.example: rebuild it, as `make example-db` does after a schema change.
+    rebuilt = subprocess.run(
+        [".venv/bin/python", "demo_data.py", "tasks.db.example"], cwd=project, capture_output=True, text=True
+    )
+    assert rebuilt.returncode == 0, f"with solution.patch, tasks.db.example cannot be rebuilt:\n{rebuilt.stderr}"
 
     code, summary = pytest_in(project, "-q", checks)
     assert code == 0, f"with solution.patch its checks must pass: {summary}"
