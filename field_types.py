@@ -51,8 +51,9 @@ def _date_string_only(value: object) -> object:
     raise PydanticCustomError("date_parsing", "Input should be a date string in YYYY-MM-DD format")
 
 
-def _integral_float(value: object) -> object:
-    """JSON Schema counts 3.0 as an integer, so the API does too (but not "3" or true)."""
+def integral_float(value: object) -> object:
+    """JSON Schema counts 3.0 as an integer, so the API does too (with `strict=True`, not "3" or true).
+    Put it after the field's constraints: `Annotated[int, Field(strict=True, ge=1), BeforeValidator(...)]`."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -110,7 +111,6 @@ Title = Annotated[
     ),
 ]
 Description = Annotated[str, StringConstraints(strict=True, max_length=DESCRIPTION_MAX, pattern=NO_NUL)]
-Priority = Annotated[int, Field(strict=True, ge=1, le=5), BeforeValidator(_integral_float)]
 DueDate = Annotated[date, BeforeValidator(_date_string_only)]
 # One tag, as a body field or a `tag` filter: stripped, lower-cased, then 1-30 characters.
 Tag = Annotated[

@@ -10,7 +10,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -19,11 +28,11 @@ from field_types import (
     Description,
     DueDate,
     Email,
-    Priority,
     Tag,
     Tags,
     Title,
     every_field_optional,
+    integral_float,
     not_sent,
 )
 
@@ -49,7 +58,7 @@ class TaskBase(BaseModel):
     title: Title
     description: Description | None = None
     status: TaskStatus = TaskStatus.pending
-    priority: Priority = 1
+    priority: Annotated[int, Field(strict=True, ge=1, le=5), BeforeValidator(integral_float)] = 1
     due_date: DueDate | None = None
     tags: Tags = []
 

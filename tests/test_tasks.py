@@ -10,6 +10,8 @@ from httpx2 import Response
 
 from tests.conftest import Headers, MakeTask, MakeUser, assert_invalid, assert_problem
 
+# The contract's fields are in every answer (a field added to the models joins them); what
+# storage keeps for itself never is.
 TASK_KEYS = {
     "id",
     "title",
@@ -22,6 +24,7 @@ TASK_KEYS = {
     "created_at",
     "updated_at",
 }
+INTERNAL_KEYS = {"version", "title_key", "description_key", "password_hash", "token_key"}
 # A task with every field set, so a PUT or PATCH visibly changes or resets each one.
 FULL = {
     "title": "Full task",
@@ -63,7 +66,7 @@ def test_create_answers_201_with_location_etag_and_defaults(client: TestClient, 
     assert response.status_code == 201, response.text
     assert response.headers["content-type"] == "application/json"
     task = response.json()
-    assert set(task) == TASK_KEYS  # exactly these: no `version`, no hash, nothing internal
+    assert set(task) >= TASK_KEYS and not set(task) & INTERNAL_KEYS
     assert response.headers["location"] == f"/tasks/{task['id']}"
     assert re.fullmatch(r'"[^"]+"', response.headers["etag"])  # strong: no W/ prefix
     assert task["title"] == "Write API tutorial"
@@ -238,7 +241,7 @@ def test_put_replaces_the_whole_task(client: TestClient, user: Headers, make_tas
     response = client.put(f"/tasks/{original['id']}", json={"title": "  Replaced "}, headers=user)
     assert response.status_code == 200, response.text
     task = response.json()
-    assert set(task) == TASK_KEYS
+    assert set(task) >= TASK_KEYS and not set(task) & INTERNAL_KEYS
     assert task == {
         **original,
         **DEFAULTS,
