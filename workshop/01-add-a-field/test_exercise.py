@@ -70,6 +70,16 @@ def test_a_new_task_keeps_its_estimate(client: TestClient, user: Headers) -> Non
     assert [task.get(FIELD) for task in listed] == [30], f"GET /tasks lists the task without its estimate: {listed}"
 
 
+def test_a_whole_number_written_as_a_float_counts(client: TestClient, user: Headers) -> None:
+    """JSON Schema counts 45.0 as an integer, and so does this API (see `Priority` in field_types.py)."""
+    response = client.post("/tasks", json={"title": "Estimate me", FIELD: 45.0}, headers=user)
+    taken = "45.0 is a whole number: take it as 45, as Priority in field_types.py does."
+    assert response.status_code == 201, f"{taken} {why(response, 'POST /tasks')}"
+    path, estimate = response.headers["location"], estimate_of(response, "POST /tasks with estimate_minutes=45.0", 201)
+    assert estimate == 45, f"POST /tasks with estimate_minutes=45.0 answered {estimate!r}, not 45"
+    assert_stored(client, user, path, 45, "POST /tasks with estimate_minutes=45.0")
+
+
 def test_a_task_without_an_estimate_has_null(client: TestClient, user: Headers) -> None:
     path, estimate = create(client, user)
     assert estimate is None, f"a task created without an estimate should have estimate_minutes=null, not {estimate!r}"
@@ -100,6 +110,7 @@ REFUSED = [
     pytest.param(0, "estimates start at 1 (Field(ge=...))", id="zero"),
     pytest.param(10001, "estimates end at 10000 (Field(le=...))", id="above-10000"),
     pytest.param("30", "the API is strict about JSON types: a string is not a number (Field(strict=True))", id="text"),
+    pytest.param(True, "the API is strict about JSON types: true is not a number (Field(strict=True))", id="boolean"),
 ]
 
 
