@@ -94,6 +94,17 @@ def test_reading_one_task_still_works(
     )
 
 
+def test_the_summary_is_read_only(client: TestClient, user: Headers) -> None:
+    summary(client, user)
+    for method in ("PUT", "PATCH", "DELETE"):
+        response = client.request(method, "/tasks/summary", json={"title": "A task"}, headers=user)
+        assert response.status_code == 405, (
+            f"{method} /tasks/summary answered {response.status_code}: {method} /tasks/{{task_id}} took "
+            "'summary' for a task id. Make the task routes match numbers only, so this is a 405."
+        )
+        assert response.headers["allow"] == "GET", f"Allow should list GET only, got {response.headers['allow']}"
+
+
 def test_the_summary_needs_a_token(client: TestClient, user: Headers) -> None:
     summary(client, user)
     response = client.get("/tasks/summary")
