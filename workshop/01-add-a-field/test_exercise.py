@@ -71,9 +71,9 @@ def test_a_new_task_keeps_its_estimate(client: TestClient, user: Headers) -> Non
 
 
 def test_a_whole_number_written_as_a_float_counts(client: TestClient, user: Headers) -> None:
-    """JSON Schema counts 45.0 as an integer, and so does this API (see `Priority` in field_types.py)."""
+    """JSON Schema counts 45.0 as an integer, and so does this API (see how `priority` is declared in models.py)."""
     response = client.post("/tasks", json={"title": "Estimate me", FIELD: 45.0}, headers=user)
-    taken = "45.0 is a whole number: take it as 45, as Priority in field_types.py does."
+    taken = "45.0 is a whole number: take it as 45, as `priority` in models.py does."
     assert response.status_code == 201, f"{taken} {why(response, 'POST /tasks')}"
     path, estimate = response.headers["location"], estimate_of(response, "POST /tasks with estimate_minutes=45.0", 201)
     assert estimate == 45, f"POST /tasks with estimate_minutes=45.0 answered {estimate!r}, not 45"
