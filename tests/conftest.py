@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 import auth
@@ -49,10 +49,8 @@ MakeTask = Callable[..., dict[str, Any]]
 
 @pytest.fixture(scope="session", autouse=True)
 def cheap_password_hashing() -> Iterator[None]:
-    """Argon2id with test-sized costs: real hashing, but ~1 ms instead of ~100 ms per call.
-
-    Both the stored hashes and the unknown-email stand-in switch, so login timing stays equal.
-    """
+    """Argon2id with test-sized costs: real hashing, but cheap. Both the stored hashes and the
+    unknown-email stand-in switch, so login timing stays equal."""
     cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(auth, "password_hasher", cheap)
@@ -275,3 +273,27 @@ def overlap(app: FastAPI, storage: Storage) -> Overlap:
     """Proof for a concurrency test that its requests were really in flight at the same time
     (`peak > 1`), so a pass is not an accident of requests served one after another."""
     return Overlap(app, storage)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database of each SQL kind at the newest migration, for asking its planner."""
+    engine = create_db_engine(_empty_database_url(request.param, request, tmp_path), 5)
+    upgrade_to_head(engine)
+    yield engine
+    engine.dispose()
+
+
+def sql_sent(connection: Connection, statement: Select[Any]) -> tuple[str, Any]:
+    """The SQL and driver parameters SQLAlchemy sends for `statement` (to EXPLAIN them)."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        sent.append((args[2], args[3]))  # (conn, cursor, statement, parameters, context, executemany)
+
+    event.listen(connection, "before_cursor_execute", capture)
+    try:
+        connection.execute(statement).all()
+    finally:
+        event.remove(connection, "before_cursor_execute", capture)
+    return sent[-1]

@@ -5,18 +5,15 @@ priority filters with the default sort. PostgreSQL is asked with `enable_sort` o
 plan that still sorts has no index it could read instead.
 """
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, Select, event
+from sqlalchemy import Engine
 
 import crud
-from database import create_db_engine, upgrade_to_head
 from models import SortField, SortOrder, TaskQuery
 from storage import SortPosition, SortValue, TaskListing
+from tests.conftest import sql_sent
 
 AFTER: dict[SortField, SortValue] = {
     SortField.created_at: datetime(2026, 2, 14, 10, tzinfo=UTC),
@@ -25,32 +22,6 @@ AFTER: dict[SortField, SortValue] = {
     SortField.title: "middle",
     SortField.due_date: date(2026, 3, 1),
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "postgresql":
-        yield request.getfixturevalue("postgres_engine")
-        return
-    sqlite = create_db_engine(f"sqlite:///{tmp_path / 'plans.db'}", 5)
-    upgrade_to_head(sqlite)
-    yield sqlite
-    sqlite.dispose()
-
-
-def sql_sent(connection: Connection, statement: Select[Any]) -> tuple[str, Any]:
-    """The SQL and driver parameters SQLAlchemy sends for `statement`."""
-    sent: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:
-        sent.append((args[2], args[3]))  # (conn, cursor, statement, parameters, context, executemany)
-
-    event.listen(connection, "before_cursor_execute", capture)
-    try:
-        connection.execute(statement).all()
-    finally:
-        event.remove(connection, "before_cursor_execute", capture)
-    return sent[-1]
 
 
 def plan(engine: Engine, listing: TaskListing) -> str:
@@ -70,16 +41,16 @@ def assert_no_sort(query_plan: str) -> None:
 
 @pytest.mark.parametrize("order", list(SortOrder))
 @pytest.mark.parametrize("sort_by", list(SortField))
-def test_every_sort_reads_an_index_in_order(engine: Engine, sort_by: SortField, order: SortOrder) -> None:
+def test_every_sort_reads_an_index_in_order(sql_engine: Engine, sort_by: SortField, order: SortOrder) -> None:
     query = TaskQuery(sort_by=sort_by, order=order)
-    assert_no_sort(plan(engine, TaskListing(query.model_copy(update={"offset": 40}))))
-    assert_no_sort(plan(engine, TaskListing(query, SortPosition(AFTER[sort_by], 10))))
+    assert_no_sort(plan(sql_engine, TaskListing(query.model_copy(update={"offset": 40}))))
+    assert_no_sort(plan(sql_engine, TaskListing(query, SortPosition(AFTER[sort_by], 10))))
     if sort_by is SortField.due_date:  # a cursor inside the trailing tasks without a due date
-        assert_no_sort(plan(engine, TaskListing(query, SortPosition(None, 10))))
+        assert_no_sort(plan(sql_engine, TaskListing(query, SortPosition(None, 10))))
 
 
 @pytest.mark.parametrize("order", list(SortOrder))
-def test_status_and_priority_filters_read_their_index_in_order(engine: Engine, order: SortOrder) -> None:
+def test_status_and_priority_filters_read_their_index_in_order(sql_engine: Engine, order: SortOrder) -> None:
     query = TaskQuery.model_validate({"status": ["pending"], "priority": 3, "order": order})
-    assert_no_sort(plan(engine, TaskListing(query)))
-    assert_no_sort(plan(engine, TaskListing(query, SortPosition(AFTER[SortField.created_at], 10))))
+    assert_no_sort(plan(sql_engine, TaskListing(query)))
+    assert_no_sort(plan(sql_engine, TaskListing(query, SortPosition(AFTER[SortField.created_at], 10))))

@@ -13,6 +13,7 @@ from tests.conftest import (
     make_user,
     postgres_engine,
     settings,
+    sql_engine,
     storage,
     user,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "make_user",
     "postgres_engine",
     "settings",
+    "sql_engine",
     "storage",
     "user",
 ]

@@ -6,20 +6,18 @@ tests/test_query_plans.py does. Run them with `make exercise N=09`.
 """
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, Select, event
+from sqlalchemy import Engine
 
 import crud
-from database import create_db_engine, upgrade_to_head
 from models import SortField, TaskQuery
 from storage import SortPosition, TaskListing
-from tests.conftest import Headers, MakeUser
+from tests.conftest import Headers, MakeUser, sql_sent
 
 MakeTask = Callable[..., dict[str, Any]]
 IGNORED = "updated_since is ignored: add it to TaskQuery (models.py), then filter on it in each backend"
@@ -144,33 +142,6 @@ def test_the_schema_documents_the_parameter(client: TestClient) -> None:
 SINCE = datetime(2026, 2, 14, 10, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database of each kind at the newest migration."""
-    if request.param == "postgresql":
-        yield request.getfixturevalue("postgres_engine")
-        return
-    sqlite = create_db_engine(f"sqlite:///{tmp_path / 'plans.db'}", 5)
-    upgrade_to_head(sqlite)
-    yield sqlite
-    sqlite.dispose()
-
-
-def sql_sent(connection: Connection, statement: Select[Any]) -> tuple[str, Any]:
-    """The SQL and driver parameters SQLAlchemy sends for `statement`."""
-    sent: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:
-        sent.append((args[2], args[3]))  # (conn, cursor, statement, parameters, context, executemany)
-
-    event.listen(connection, "before_cursor_execute", capture)
-    try:
-        connection.execute(statement).all()
-    finally:
-        event.remove(connection, "before_cursor_execute", capture)
-    return sent[-1]
-
-
 def plan(engine: Engine, owner_id: int | None, listing: TaskListing) -> str:
     """How the database would read that page of ids (PostgreSQL told to avoid sorting if it can)."""
     with engine.begin() as connection:
@@ -196,9 +167,11 @@ def assert_an_index_serves(query_plan: str, who: str) -> None:
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
 @pytest.mark.parametrize("owner_id", [1, None], ids=["a-user", "an-admin"])
-def test_a_page_changed_since_is_read_from_an_index_in_order(engine: Engine, owner_id: int | None, order: str) -> None:
+def test_a_page_changed_since_is_read_from_an_index_in_order(
+    sql_engine: Engine, owner_id: int | None, order: str
+) -> None:
     query = TaskQuery.model_validate({"updated_since": SINCE, "sort_by": SortField.updated_at, "order": order})
     who = f"{'a user' if owner_id else 'an admin'}'s tasks updated since, sorted by updated_at {order}"
-    assert_an_index_serves(plan(engine, owner_id, TaskListing(query.model_copy(update={"offset": 40}))), who)
+    assert_an_index_serves(plan(sql_engine, owner_id, TaskListing(query.model_copy(update={"offset": 40}))), who)
     after = SortPosition(SINCE + timedelta(hours=1), 10)
-    assert_an_index_serves(plan(engine, owner_id, TaskListing(query, after)), f"{who}, from a cursor")
+    assert_an_index_serves(plan(sql_engine, owner_id, TaskListing(query, after)), f"{who}, from a cursor")
