@@ -3,7 +3,8 @@
 Only the SQL backends can fail: the in-memory store has no connection, lock or timeout, so it
 has no failure mode to test. SQLite's outage is an exclusive lock held by another connection;
 PostgreSQL's is a TCP relay in front of the server that drops every connection while it is cut.
-Stores here are built with a 0.2 s timeout, so every refused request answers quickly.
+Stores here are built with a 0.5 s timeout, so every refused request answers quickly (and a
+busy machine does not refuse the requests that set a test up).
 """
 
 import socket
@@ -30,7 +31,7 @@ from sql_store import SqlStore
 from storage import Storage, UserCredentials, get_db, utc_now
 from tests.conftest import PASSWORD, TEST_SECRET, Headers
 
-TIMEOUT = 0.2
+TIMEOUT = 0.5
 EMAIL = "survivor@example.com"
 
 
