@@ -5,6 +5,7 @@ TEST_POSTGRES_URL is set, as `.ci/run` does); the app's `get_db` is overridden w
 """
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -126,14 +127,24 @@ def postgres_engine() -> Iterator[Engine]:
     admin_engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the newest migration, made once; each test gets a copy (no re-migrating)."""
+    path = tmp_path_factory.mktemp("template") / "tasks.db"
+    engine = create_db_engine(f"sqlite:///{path}", 5)
+    upgrade_to_head(engine)
+    engine.dispose()  # closing the last connection folds the WAL into the file
+    return path
+
+
 @pytest.fixture(params=BACKENDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     """A throwaway, empty store of each kind."""
     if request.param == "memory":
         yield MemoryStore()
     elif request.param == "sqlite":
-        engine = create_db_engine(f"sqlite:///{tmp_path / 'tasks.db'}", 5)
-        upgrade_to_head(engine)
+        path = shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), tmp_path / "tasks.db")
+        engine = create_db_engine(f"sqlite:///{path}", 5)
         yield SqlStore(engine)
         engine.dispose()
     else:
@@ -166,17 +177,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database that outlives the app: restarts only mean something there."""
     return _empty_database_url(request.param, request, tmp_path)
-
-
-def delete_user(storage: Storage, user_id: int) -> None:
-    """Remove an account behind the API's back (no route deletes one), as an operator's SQL would."""
-    if isinstance(storage, SqlStore):
-        with storage.engine.begin() as connection:
-            connection.execute(text("DELETE FROM users WHERE id = :user_id"), {"user_id": user_id})
-        return
-    assert isinstance(storage, MemoryStore)
-    credentials = storage._users.pop(user_id)
-    del storage._user_id_by_email[credentials.user.email]
 
 
 @pytest.fixture

@@ -7,11 +7,24 @@ SQL would, and then look only at what the API answers.
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from sqlalchemy import text
 
+from memory_store import MemoryStore
 from models import User
 from sql_store import SqlStore
 from storage import Storage
-from tests.conftest import Headers, MakeTask, assert_problem, delete_user
+from tests.conftest import Headers, MakeTask, assert_problem
+
+
+def delete_user(storage: Storage, user_id: int) -> None:
+    """Remove an account behind the API's back (no route deletes one), as an operator's SQL would."""
+    if isinstance(storage, SqlStore):
+        with storage.engine.begin() as connection:
+            connection.execute(text("DELETE FROM users WHERE id = :user_id"), {"user_id": user_id})
+        return
+    assert isinstance(storage, MemoryStore)
+    credentials = storage._users.pop(user_id)
+    del storage._user_id_by_email[credentials.user.email]
 
 
 def assert_refused(response: Response) -> None:
