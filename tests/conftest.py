@@ -6,9 +6,8 @@ TEST_POSTGRES_URL is set, as `.ci/run` does); the app's `get_db` is overridden w
 
 import os
 import shutil
-import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 from pathlib import Path
@@ -33,6 +32,7 @@ from memory_store import MemoryStore
 from settings import Settings
 from sql_store import SqlStore
 from storage import Storage, get_db
+from tests.overlap import Overlap
 
 # Every backend by default; TEST_BACKENDS=sqlite narrows a run (the workshop verifier's does).
 BACKENDS = os.environ.get("TEST_BACKENDS", "memory,sqlite,postgresql").split(",")
@@ -40,12 +40,26 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-signing"
 PASSWORD = "correct-horse-battery"
 ADMIN_EMAIL = "root@example.com"
 
+# Slow tests that start no server: the fuzzer, and the tests that run pytest in a copy of the project.
+SLOW_WITHOUT_SERVERS = {"test_schemathesis.py", "test_schema_change.py", "test_workshop.py"}
+
 PROBLEM = "application/problem+json"
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
 
 Headers = dict[str, str]
 MakeUser = Callable[..., Headers]
 MakeTask = Callable[..., dict[str, Any]]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` spreads the suite over every core (pytest -n <cores + 1> --dist loadgroup). The slow
+    tests that start real servers time and load them, so they run one after another on one worker;
+    the rest, the fuzzer and the workshop verifier's exercises included, go to any free core."""
+    for item in items:
+        if item.get_closest_marker("slow") and item.path.name not in SLOW_WITHOUT_SERVERS:
+            item.add_marker(pytest.mark.xdist_group("servers"))
+    items.sort(key=lambda item: item.path.name != "test_workshop.py")  # the longest first: no core idles at the end
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -245,27 +259,6 @@ def make_task(client: TestClient, user: Headers) -> MakeTask:
         return task
 
     return make
-
-
-class Overlap:
-    """Counts requests inside the app at once, through a `get_db` override that wraps the storage."""
-
-    def __init__(self, app: FastAPI, storage: Storage) -> None:
-        self._lock = threading.Lock()
-        self._inside = 0
-        self.peak = 0
-
-        async def tracked_db() -> AsyncIterator[Storage]:
-            with self._lock:
-                self._inside += 1
-                self.peak = max(self.peak, self._inside)
-            try:
-                yield storage
-            finally:
-                with self._lock:
-                    self._inside -= 1
-
-        app.dependency_overrides[get_db] = tracked_db
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from etags import ENTITY_TAG
-from tests.conftest import Headers, MakeTask, MakeUser, Overlap
+from tests.conftest import Headers, MakeTask, MakeUser
 from tests.live_server import simultaneously
+from tests.overlap import Overlap
 
 WRITERS = 20
 

@@ -18,8 +18,9 @@ from main import create_app
 from settings import Settings
 from sql_store import SqlStore
 from storage import Storage, get_db
-from tests.conftest import TEST_SECRET, Headers, Overlap
+from tests.conftest import TEST_SECRET, Headers
 from tests.live_server import simultaneously
+from tests.overlap import Overlap
 
 KEY = "order-7f3c2a"
 BODY = {"title": "Pay invoice", "priority": 3, "tags": ["billing"]}
