@@ -3,7 +3,7 @@
 The Python lines it shows are put where it says; its ```sh block runs in bash, except `make
 test`, for which this test runs a check of the new field on every backend (create, read, PUT,
 PATCH, through the copy's own per-backend fixtures) plus the copy's migration and schemathesis
-tests (schemathesis on memory and SQLite: the schema is the same for every backend). Afterwards
+tests (schemathesis on SQLite: the schema is the same for every backend). Afterwards
 the change must have touched only the two model files, one new migration and the example
 database: a new task field needs nothing else.
 """
@@ -117,7 +117,7 @@ def test_a_new_field_lives_in_two_files_and_a_migration(project: Path) -> None:
     run(
         [".venv/bin/pytest", "-q", "-p", "no:cacheprovider", "tests/test_schemathesis.py"],
         project,
-        TEST_BACKENDS="memory,sqlite",
+        TEST_BACKENDS="sqlite",
     )
     (project / "tests" / "test_new_field.py").unlink()
     run([".venv/bin/ruff", "check", "."], project)

@@ -32,6 +32,8 @@ from storage import Storage, get_db
 from tests import schemathesis_hooks  # importing it registers the hooks
 from tests.conftest import PASSWORD, make_settings
 
+pytestmark = pytest.mark.slow  # thousands of requests: `make test` runs it, `make test-fast` does not
+
 # Fixed and bounded, so a run is repeatable and the whole file stays within a few minutes.
 FUZZ_SETTINGS = hypothesis.settings(
     max_examples=40,
