@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 # uvicorn trusts X-Forwarded-For from 127.0.0.1 when FORWARDED_ALLOW_IPS is unset, so anyone on
 # this host could pose as any client to the rate limits. Empty trusts no proxy; behind one, name it.
 export FORWARDED_ALLOW_IPS ?=
+# One pytest worker per core and one more, since much of the suite waits on servers and timeouts;
+# tests/conftest.py keeps the tests that start servers together on one worker.
+ON_EVERY_CORE := -n $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)') --dist loadgroup
 
 .PHONY: run test test-fast exercise solution lint bench example-db clean
 
@@ -29,10 +32,10 @@ run: $(VENV)/.runtime
 	$(BIN)/uvicorn main:app --reload --reload-exclude "$(CURDIR)/$(VENV)" --port $(PORT)
 
 test: $(VENV)/.dev
-	$(BIN)/pytest
+	$(BIN)/pytest $(ON_EVERY_CORE)
 
 test-fast: $(VENV)/.dev
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(ON_EVERY_CORE) -m "not slow"
 
 exercise: $(VENV)/.dev
 	@test -n "$(N)" || { echo "Say which exercise: make exercise N=01 (see workshop/README.md)"; exit 2; }
