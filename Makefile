@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11+:
 #   make run    - create .venv, install, start the API on http://127.0.0.1:8000 (in-memory storage)
 #   make test   - create .venv, install the dev tools, run the whole test suite
-#   make test-fast - the same without the slow tests, which start real servers
+#   make test-fast - the same without the slow tests (real servers, the fuzzer, the workshop verifier)
 #   make exercise N=01 / make solution N=01 - a workshop exercise's checks / its reference diff
 PYTHON ?= python3
 PORT ?= 8000
