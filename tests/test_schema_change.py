@@ -10,13 +10,13 @@ database: a new task field needs nothing else.
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.live_server import ROOT
+from tests.project_copy import project_copy
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,6 @@ EDIT = re.compile(
     r"```python\n(?P<code>.*?)```",
     re.DOTALL,
 )
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com"}
-GIT_IDENTITY |= {"GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
-SKIPPED = shutil.ignore_patterns(".venv", ".git", "*.db", "__pycache__", ".*_cache", ".hypothesis", "test-artifacts")
 FIELD_CHECK = """
 import pytest
 
@@ -84,12 +81,7 @@ def run(command: list[str], project: Path, **env: str) -> str:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of the project (its own git repository, to see what changed) sharing the venv."""
-    copy = tmp_path / "project"
-    shutil.copytree(ROOT, copy, ignore=SKIPPED)
-    (copy / ".venv").symlink_to(ROOT / ".venv")
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "stock"]):
-        run(command, copy, **GIT_IDENTITY)
-    return copy
+    return project_copy(tmp_path / "project")
 
 
 def test_the_revision_id_is_the_next_in_order() -> None:

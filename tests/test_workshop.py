@@ -14,37 +14,21 @@ within 15 minutes. To verify some of them only: `pytest tests/test_workshop.py -
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.live_server import ROOT
+from tests.project_copy import git, project_copy
 
 pytestmark = pytest.mark.slow
 
 EXERCISES = sorted(path.name for path in (ROOT / "workshop").glob("[0-9][0-9]-*") if path.is_dir())
-SKIPPED = shutil.ignore_patterns(".venv", ".git", "*.db", "__pycache__", ".*_cache", ".hypothesis", "test-artifacts")
 GUIDE = ROOT / "workshop" / "README.md"
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com"}
-GIT_IDENTITY |= {"GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 # The API suite on SQLite, with the PostgreSQL-only tests skipped: the step 1 and step 3 runs.
 SQLITE_ONLY = {"TEST_BACKENDS": "sqlite", "TEST_POSTGRES_URL": ""}
 SUMMARY = re.compile(r"^=+ (?P<counts>.*) in [0-9.]+s", re.MULTILINE)
-
-
-def git(project: Path, *arguments: str) -> str:
-    result = subprocess.run(
-        ["git", *arguments],
-        cwd=project,
-        env={**os.environ, **GIT_IDENTITY},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, f"git {' '.join(arguments)}: {result.stderr}"
-    return result.stdout
 
 
 def reset_command() -> str:
@@ -70,16 +54,6 @@ def pytest_in(project: Path, *arguments: str, **settings: str) -> tuple[int, str
     )
     summary = SUMMARY.findall(result.stdout)
     return result.returncode, (summary[-1] if summary else result.stdout[-3000:] + result.stderr[-3000:])
-
-
-def stock_copy(destination: Path) -> Path:
-    """A copy of the project as a learner clones it (a git repository), sharing the environment."""
-    shutil.copytree(ROOT, destination, ignore=SKIPPED)
-    (destination / ".venv").symlink_to(ROOT / ".venv")
-    git(destination, "init", "-q")
-    git(destination, "add", "-A")
-    git(destination, "commit", "-qm", "stock")
-    return destination
 
 
 def verify(exercise: str, project: Path) -> None:
@@ -114,4 +88,4 @@ def test_there_are_at_least_eight_exercises() -> None:
 
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_the_exercise_fails_on_the_stock_code_and_passes_with_its_solution(exercise: str, tmp_path: Path) -> None:
-    verify(exercise, stock_copy(tmp_path / exercise))
+    verify(exercise, project_copy(tmp_path / exercise))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_workshop import SKIPPED  # what a copy of the project leaves out
+from tests.project_copy import SKIPPED  # what a copy of the project leaves out
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
