@@ -64,13 +64,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def cheap_password_hashing() -> Iterator[None]:
-    """Argon2id with test-sized costs: real hashing, but cheap. Both the stored hashes and the
-    unknown-email stand-in switch, so login timing stays equal."""
-    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    """Argon2id with test-sized costs: real hashing, but cheap (~1 ms)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(auth, "password_hasher", cheap)
-        patch.setattr(auth, "UNKNOWN_USER_HASH", cheap.hash("no-such-user-timing-equaliser"))
+        hash_passwords_with(patch, time_cost=1, memory_cost=1024)
         yield
+
+
+def hash_passwords_with(patch: pytest.MonkeyPatch, time_cost: int, memory_cost: int) -> None:
+    """Argon2id at these costs for the stored hashes and the unknown-email stand-in alike, so
+    login timing stays equal."""
+    hasher = PasswordHash((Argon2Hasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=1),))
+    patch.setattr(auth, "password_hasher", hasher)
+    patch.setattr(auth, "UNKNOWN_USER_HASH", hasher.hash("no-such-user-timing-equaliser"))
 
 
 def make_settings(**overrides: Any) -> Settings:

@@ -10,13 +10,10 @@ import anyio
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
-import auth
 from settings import Settings
 from storage import Storage
-from tests.conftest import PASSWORD, PROBLEM, TEST_SECRET, Headers, login, make_settings, running
+from tests.conftest import PASSWORD, PROBLEM, TEST_SECRET, Headers, hash_passwords_with, login, make_settings, running
 
 USER_FIELDS = {"id", "email", "is_admin", "created_at"}
 BAD_CREDENTIALS = "Incorrect email or password"
@@ -173,9 +170,7 @@ def test_login_takes_as_long_for_unknown_email_as_for_wrong_password(
 ) -> None:
     """A security property: a faster 'unknown email' answer would let anyone enumerate accounts.
     The hashing costs ~20 ms here, not the suite's ~1 ms, so it outweighs a busy machine's noise."""
-    timed = PasswordHash((Argon2Hasher(time_cost=2, memory_cost=16384, parallelism=1),))
-    monkeypatch.setattr(auth, "password_hasher", timed)
-    monkeypatch.setattr(auth, "UNKNOWN_USER_HASH", timed.hash("no-such-user-timing-equaliser"))
+    hash_passwords_with(monkeypatch, time_cost=2, memory_cost=16384)
     register(client, "victim@example.com")
     durations: dict[str, list[float]] = {"unknown": [], "wrong": []}
     attempts = {"unknown": "ghost@example.com", "wrong": "victim@example.com"}
