@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 export FORWARDED_ALLOW_IPS ?=
 # One pytest worker per core and one more, since much of the suite waits on servers and timeouts;
 # tests/conftest.py keeps the tests that start servers together on one worker.
-ON_EVERY_CORE := -n $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)') --dist loadgroup
+ON_EVERY_CORE = -n $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)') --dist loadgroup
 
 .PHONY: run test test-fast exercise solution lint bench example-db clean
 
